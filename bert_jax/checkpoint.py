@@ -1,0 +1,122 @@
+"""The only module that speaks Orbax: latest-N and best-by-metric checkpoints, and restore.
+
+A checkpoint holds everything needed to continue a run: the train state (params, optimizer state,
+step), the loop's progress (data position, pending metric sums) and the run's metadata (config and
+tokenizer). "Latest" and "best" are separate managers, so a worse eval never deletes the newest.
+"""
+
+import base64
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from bert_jax.errors import UserError
+
+ITEMS = ("state", "progress", "meta")
+
+
+def _manager(directory: str, **options) -> ocp.CheckpointManager:
+    # cleanup_tmp_directories: a save killed half-way leaves only a temporary directory, which is
+    # removed here and never mistaken for a checkpoint.
+    options = ocp.CheckpointManagerOptions(cleanup_tmp_directories=True, create=True, **options)
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=ITEMS)
+
+
+def encode_meta(config_json: str, tokenizer_bytes: bytes) -> dict[str, str]:
+    """Run metadata stored with every checkpoint, so a checkpoint alone can be used elsewhere."""
+    return {"config": config_json, "tokenizer": base64.b64encode(tokenizer_bytes).decode("ascii")}
+
+
+def decode_tokenizer(meta: dict[str, str]) -> bytes:
+    return base64.b64decode(meta["tokenizer"])
+
+
+class Checkpoints:
+    """`workdir/checkpoints` keeps the newest `max_to_keep`; `workdir/best` keeps the best one."""
+
+    def __init__(self, workdir: str, *, max_to_keep: int, best_metric: str, best_mode: str):
+        self.best_metric = best_metric
+        self.latest = _manager(os.path.join(workdir, "checkpoints"), max_to_keep=max_to_keep)
+        self.best = _manager(
+            os.path.join(workdir, "best"),
+            max_to_keep=1,
+            best_fn=lambda metrics: metrics[best_metric],
+            best_mode=best_mode,
+            keep_checkpoints_without_metrics=False,
+        )
+
+    @staticmethod
+    def _args(state, progress: dict, meta: dict) -> ocp.args.Composite:
+        return ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            progress=ocp.args.JsonSave(progress),
+            meta=ocp.args.JsonSave(meta),
+        )
+
+    def save(self, step: int, state, progress: dict, meta: dict) -> None:
+        """Starts an asynchronous save of the newest state (finished by `wait`)."""
+        self.latest.save(step, args=self._args(state, progress, meta), force=True)
+
+    def save_best(self, step: int, state, progress: dict, meta: dict, metrics: dict) -> None:
+        """Offers the state as best; Orbax keeps it only if `best_metric` improved."""
+        if self.best_metric not in metrics:
+            raise UserError(
+                f"best_metric={self.best_metric!r} is not among the eval metrics "
+                f"{sorted(metrics)}; set best_metric to one of them."
+            )
+        self.best.save(step, args=self._args(state, progress, meta), metrics=dict(metrics))
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def restore_latest(self, abstract_state) -> tuple[int, Any, dict, dict] | None:
+        """(step, state, progress, meta) of the newest checkpoint that restores, None if none.
+
+        A checkpoint that fails to restore is skipped for an older one; if every one fails, the
+        workdir holds something this config cannot continue and the user is told so.
+        """
+        steps = sorted(self.latest.all_steps(), reverse=True)
+        errors = []
+        for step in steps:
+            try:
+                restored = self.latest.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state),
+                        progress=ocp.args.JsonRestore(),
+                        meta=ocp.args.JsonRestore(),
+                    ),
+                )
+            except Exception as error:  # noqa: BLE001 - any failure means "try an older one"
+                logging.warning("Checkpoint at step %d does not restore: %s", step, error)
+                errors.append(error)
+                continue
+            return step, restored.state, restored.progress, restored.meta
+        if errors:
+            raise UserError(
+                f"{self.latest.directory} holds checkpoints that do not fit this config "
+                f"({_first_line(errors[0])}); resume with the config they were written with or "
+                "choose a new --workdir."
+            )
+        return None
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def abstract_like(tree, sharding: jax.sharding.Sharding):
+    """Shapes and dtypes of `tree` placed on `sharding`: the restore target of a checkpoint."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -1,0 +1,68 @@
+"""Checks of a run config that need no data and no devices, done before anything is written."""
+
+from ml_collections import ConfigDict
+
+from bert_jax.errors import UserError
+
+SENTENCE_TASKS = ("nsp", "sop", "none")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def validate_config(config: ConfigDict) -> None:
+    """One clear sentence for the first setting that cannot work."""
+    _require(
+        config.sentence_task in SENTENCE_TASKS,
+        f"sentence_task={config.sentence_task!r} is unknown; use one of {', '.join(SENTENCE_TASKS)}.",
+    )
+    _require(
+        config.best_mode in ("min", "max"),
+        f"best_mode={config.best_mode!r} is unknown; use 'min' or 'max'.",
+    )
+    _require(
+        config.best_metric.startswith("eval/"),
+        f"best_metric={config.best_metric!r} must name an eval metric such as 'eval/mlm_loss'.",
+    )
+    for key in (
+        "num_train_steps",
+        "log_every_steps",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+        "histogram_every_steps",
+        "max_checkpoints_to_keep",
+        "data.eval_batch_size",
+        "data.max_eval_batches",
+        "data.dupe_factor",
+        "data.vocab_size",
+    ):
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        _require(value > 0, f"{key}={value} must be a positive integer.")
+    _require(config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive.")
+    data = config.data
+    _require(
+        0.0 < data.masked_lm_prob < 1.0,
+        f"data.masked_lm_prob={data.masked_lm_prob} must lie strictly between 0 and 1.",
+    )
+    _require(
+        0.0 <= data.short_seq_prob <= 1.0,
+        f"data.short_seq_prob={data.short_seq_prob} must lie in [0, 1].",
+    )
+    _require(
+        0.0 < data.eval_fraction < 1.0,
+        f"data.eval_fraction={data.eval_fraction} must lie strictly between 0 and 1.",
+    )
+    _require(
+        data.max_seq_length >= 8,
+        f"data.max_seq_length={data.max_seq_length} is too short; use at least 8 tokens.",
+    )
+    _require(
+        data.max_seq_length <= config.model.max_position_embeddings,
+        f"data.max_seq_length={data.max_seq_length} exceeds the position table "
+        f"(model.max_position_embeddings={config.model.max_position_embeddings}); "
+        "lower the first or raise the second.",
+    )

@@ -1,0 +1,93 @@
+"""Config -> tokenizer and pretraining batches: text, tokens, sentence pairs, masked batches."""
+
+import dataclasses
+import os
+
+import jax
+from absl import logging
+from ml_collections import ConfigDict
+
+from bert_jax.data.batches import PretrainingBatches, fixed_batches
+from bert_jax.data.corpus import load_documents
+from bert_jax.data.pretraining import create_pair_examples, max_predictions_per_seq, split_documents
+from bert_jax.data.tokenizer import Tokenizer
+
+TOKENIZER_FILE = "tokenizer.model"
+
+
+@dataclasses.dataclass
+class PretrainingData:
+    tokenizer: Tokenizer
+    train: PretrainingBatches
+    eval_batches: list[dict]
+
+
+def resolve_tokenizer(config: ConfigDict, workdir: str, documents) -> Tokenizer:
+    """The workdir's own tokenizer when resuming, else the configured file, else a new one."""
+    saved = os.path.join(workdir, TOKENIZER_FILE)
+    if os.path.exists(saved):
+        return Tokenizer.load(saved)
+    if config.data.tokenizer:
+        return Tokenizer.load(config.data.tokenizer)
+    logging.info("Training a SentencePiece tokenizer with %d pieces.", config.data.vocab_size)
+    return Tokenizer.train(documents, config.data.vocab_size, seed=config.seed)
+
+
+def masking_options(config: ConfigDict, tokenizer: Tokenizer) -> dict:
+    data = config.data
+    return dict(
+        masked_lm_prob=data.masked_lm_prob,
+        max_predictions=max_predictions_per_seq(data.max_seq_length, data.masked_lm_prob),
+        mask_id=tokenizer.mask_id,
+        vocab_size=tokenizer.vocab_size,
+        special_ids=(tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id),
+        word_start=tokenizer.word_start_mask() if data.whole_word_masking else None,
+    )
+
+
+def build_pretraining_data(config: ConfigDict, workdir: str) -> PretrainingData:
+    """Everything the loop reads; deterministic in the config, so resume rebuilds it identically."""
+    data = config.data
+    documents = load_documents(
+        data.corpus, data_dir=data.data_dir, split=data.split, text_key=data.text_key
+    )
+    train_docs, eval_docs = split_documents(documents, data.eval_fraction, config.seed)
+    tokenizer = resolve_tokenizer(config, workdir, train_docs)
+
+    def examples(docs, seed):
+        token_docs = [[tokenizer.encode(sentence) for sentence in doc] for doc in docs]
+        return create_pair_examples(
+            token_docs,
+            max_seq_length=data.max_seq_length,
+            short_seq_prob=data.short_seq_prob,
+            sentence_task=config.sentence_task,
+            cls_id=tokenizer.cls_id,
+            sep_id=tokenizer.sep_id,
+            pad_id=tokenizer.pad_id,
+            seed=seed,
+            dupe_factor=data.dupe_factor,
+        )
+
+    masking = masking_options(config, tokenizer)
+    train_examples = examples(train_docs, config.seed)
+    eval_examples = examples(eval_docs, config.seed + 1)
+    logging.info(
+        "Data: %d documents, %d train / %d eval sentence pairs of up to %d tokens.",
+        len(documents), len(train_examples), len(eval_examples), data.max_seq_length,
+    )
+    train = PretrainingBatches(
+        train_examples,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        masking=masking,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    eval_batches = fixed_batches(
+        eval_examples,
+        batch_size=data.eval_batch_size,
+        seed=config.seed + 1,
+        masking=masking,
+        num_batches=data.max_eval_batches,
+    )
+    return PretrainingData(tokenizer, train, eval_batches)

@@ -1,0 +1,132 @@
+"""Host-side metrics: exact windowed averages, the non-finite guard, CLU writers, console progress."""
+
+import math
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from clu import metric_writers
+
+from bert_jax.errors import UserError
+
+
+class NonFiniteError(UserError):
+    """The loss or gradient norm became NaN/inf: training stops, the last good checkpoint stays."""
+
+
+def summarize(sums: dict[str, float], num_steps: int, sentence_task: str) -> dict[str, float]:
+    """Averages from metric sums: ratios of sums for token/example metrics, per-step means else."""
+    out = {}
+    for key in ("loss", "grad_norm", "param_norm"):
+        if key in sums:
+            out[key] = sums[key] / num_steps
+    out["mlm_loss"] = sums["mlm_loss_sum"] / max(sums["mlm_weight"], 1.0)
+    out["mlm_accuracy"] = sums["mlm_correct"] / max(sums["mlm_weight"], 1.0)
+    out["mlm_perplexity"] = math.exp(min(out["mlm_loss"], 100.0))
+    if "sentence_count" in sums:
+        out[f"{sentence_task}_loss"] = sums["sentence_loss_sum"] / sums["sentence_count"]
+        out[f"{sentence_task}_accuracy"] = sums["sentence_correct"] / sums["sentence_count"]
+    return out
+
+
+class MetricWindow:
+    """Per-step metrics since the last log. Device values are fetched lazily, to keep the device
+    busy, and summed in float64 on the host in step order, so a resumed run sums identically."""
+
+    def __init__(self):
+        self._pending: list[tuple[int, dict]] = []
+        self.sums: dict[str, float] = {}
+        self.num_steps = 0
+
+    def add(self, step: int, device_metrics: dict) -> None:
+        self._pending.append((step, device_metrics))
+
+    def drain(self) -> None:
+        """Moves pending device metrics into the sums; stops on the first NaN/inf loss or grad."""
+        for step, metrics in self._pending:
+            values = jax.device_get(metrics)
+            for key in ("loss", "grad_norm"):
+                if not np.isfinite(values[key]):
+                    raise NonFiniteError(
+                        f"{key} is {values[key]} at step {step}; training stopped and the last "
+                        "good checkpoint was kept; lower learning_rate or check the data."
+                    )
+            for key, value in values.items():
+                self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.num_steps += 1
+        self._pending = []
+
+    def state(self) -> dict:
+        self.drain()
+        return {"sums": dict(self.sums), "num_steps": self.num_steps}
+
+    def load(self, state: dict) -> None:
+        self._pending, self.sums, self.num_steps = [], dict(state["sums"]), state["num_steps"]
+
+    def pop_summary(self, sentence_task: str) -> dict[str, float]:
+        self.drain()
+        summary = summarize(self.sums, self.num_steps, sentence_task)
+        self.sums, self.num_steps = {}, 0
+        return summary
+
+
+def create_writer(workdir: str) -> metric_writers.MetricWriter:
+    """TensorBoard event files in the workdir, written by process 0 only."""
+    return metric_writers.create_default_writer(
+        workdir, just_logging=jax.process_index() > 0, asynchronous=True
+    )
+
+
+def flat_config(config) -> dict:
+    """The config as flat `a.b.c` hyperparameters for TensorBoard's HParams tab."""
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if hasattr(value, "items"):
+                yield from walk(value, name + ".")
+            else:
+                yield name, value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    return dict(walk(config, ""))
+
+
+def param_histograms(tree, prefix: str) -> dict[str, np.ndarray]:
+    """`prefix/path/to/param` -> values, for TensorBoard histograms."""
+    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+    return {
+        prefix + "/" + "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(value)
+        for path, value in flat
+    }
+
+
+class Progress:
+    """One console line per log: step, loss, throughput and time left."""
+
+    def __init__(self, first_step: int, total_steps: int, tokens_per_step: int):
+        self.total_steps, self.tokens_per_step = total_steps, tokens_per_step
+        self._step, self._time = first_step, time.perf_counter()
+        self._start_step, self._start_time = first_step, self._time
+
+    def update(self, step: int) -> float:
+        """Tokens per second since the previous call."""
+        now = time.perf_counter()
+        rate = (step - self._step) * self.tokens_per_step / max(now - self._time, 1e-9)
+        self._step, self._time = step, now
+        return rate
+
+    def log(self, step: int, summary: dict[str, float], tokens_per_sec: float) -> None:
+        done = step - self._start_step
+        per_step = (time.perf_counter() - self._start_time) / max(done, 1)
+        eta = per_step * (self.total_steps - step)
+        logging.info(
+            "step %d/%d | loss %.4f | mlm_acc %.3f | %.0f tokens/s | ETA %s",
+            step, self.total_steps, summary["loss"], summary["mlm_accuracy"], tokens_per_sec,
+            _duration(eta),
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,63 @@
+"""Multi-head self-attention with a padding mask and attention-probability dropout."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from bert_jax.model.config import BertConfig, partitioned, weight_init
+
+# Added to the scores of padding keys: exp() of it is exactly 0 in float32, and it cannot overflow.
+_MASKED_SCORE = -1e9
+
+
+def padding_bias(attention_mask: jax.Array) -> jax.Array:
+    """Additive float32 score bias [B, 1, 1, S] from a [B, S] mask (1 = real token, 0 = pad)."""
+    return jnp.where(attention_mask[:, None, None, :] > 0, 0.0, _MASKED_SCORE).astype(jnp.float32)
+
+
+class SelfAttention(nnx.Module):
+    """Bidirectional scaled dot-product attention over all heads, as in the original BERT."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        heads = (config.num_heads, config.head_dim)
+
+        def projection() -> nnx.LinearGeneral:
+            return nnx.LinearGeneral(
+                config.hidden_size,
+                heads,
+                dtype=config.compute_dtype,
+                kernel_init=weight_init(config, "embed", "heads", "kv"),
+                bias_init=partitioned(nnx.initializers.zeros_init(), "heads", "kv"),
+                rngs=rngs,
+            )
+
+        self.query = projection()
+        self.key = projection()
+        self.value = projection()
+        self.output = nnx.LinearGeneral(
+            heads,
+            config.hidden_size,
+            axis=(-2, -1),
+            dtype=config.compute_dtype,
+            kernel_init=weight_init(config, "heads", "kv", "embed"),
+            bias_init=partitioned(nnx.initializers.zeros_init(), "embed"),
+            rngs=rngs,
+        )
+        self.dropout = nnx.Dropout(config.attention_dropout)
+        self.scale = config.head_dim**-0.5
+
+    def __call__(
+        self,
+        x: jax.Array,
+        attention_bias: jax.Array,
+        *,
+        dropout_rng: jax.Array | None = None,
+    ) -> jax.Array:
+        """Attends [B, S, H] hidden states to each other; `attention_bias` from `padding_bias`."""
+        query, key, value = self.query(x), self.key(x), self.value(x)  # [B, S, heads, kv]
+        # Scores and softmax in float32: the padding bias and small probabilities survive bf16.
+        scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
+        probs = jax.nn.softmax(scores * self.scale + attention_bias, axis=-1)
+        probs = self.dropout(probs, deterministic=dropout_rng is None, rngs=dropout_rng)
+        context = jnp.einsum("bnqk,bknd->bqnd", probs.astype(value.dtype), value)
+        return self.output(context)

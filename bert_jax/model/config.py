@@ -1,0 +1,98 @@
+"""BERT hyperparameters, the standard size presets, and the parameter factories they imply."""
+
+import dataclasses
+
+import jax.numpy as jnp
+from flax import nnx
+from flax.typing import Initializer
+
+from bert_jax.errors import UserError
+
+# name -> (num_layers, hidden_size); heads = hidden / 64 and intermediate = 4 * hidden, as in BERT.
+PRESETS: dict[str, tuple[int, int]] = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+    "large": (24, 1024),
+}
+
+_COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Architecture and numerics of a BERT encoder; frozen so it hashes as static jit data."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    dtype: str = "float32"  # compute dtype of the matmuls; parameters are always float32
+    remat: bool = False  # recompute each layer in the backward pass to save activation memory
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise UserError(
+                f"model.num_heads={self.num_heads} does not divide "
+                f"model.hidden_size={self.hidden_size}; choose a divisor."
+            )
+        if self.dtype not in _COMPUTE_DTYPES:
+            raise UserError(f"model.dtype={self.dtype!r} is not one of {', '.join(_COMPUTE_DTYPES)}.")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden_size // self.num_heads
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        """`dtype` as a NumPy dtype, for the `dtype=` argument of Flax layers."""
+        return jnp.dtype(self.dtype)
+
+
+def bert_config(preset: str, vocab_size: int, **overrides) -> BertConfig:
+    """The config of a named size preset; an override set to None keeps the preset's value."""
+    if preset not in PRESETS:
+        raise UserError(f"model.preset={preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
+    num_layers, hidden_size = PRESETS[preset]
+    values = {
+        "num_layers": num_layers,
+        "hidden_size": hidden_size,
+        "num_heads": hidden_size // 64,
+        "intermediate_size": 4 * hidden_size,
+    }
+    values |= {key: value for key, value in overrides.items() if value is not None}
+    return BertConfig(vocab_size=vocab_size, **values)
+
+
+def partitioned(init: Initializer, *names: str | None) -> Initializer:
+    """`init` whose parameter carries one logical axis name per dimension, for sharding rules."""
+    # Not placed eagerly: the model builds without a mesh; sharding.py maps names to mesh axes.
+    return nnx.with_partitioning(init, names, eager_sharding=False)
+
+
+def weight_init(config: BertConfig, *names: str | None) -> Initializer:
+    """BERT's weight initialiser (truncated normal, stddev initializer_range) with axis names."""
+    return partitioned(nnx.initializers.truncated_normal(config.initializer_range), *names)
+
+
+def layer_norm(config: BertConfig, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """The LayerNorm over the hidden axis used throughout BERT, computed in float32."""
+    return nnx.LayerNorm(
+        config.hidden_size,
+        epsilon=config.layer_norm_eps,
+        dtype=jnp.float32,
+        use_fast_variance=False,  # mean((x - mean)^2), exact even when the mean is large
+        scale_init=partitioned(nnx.initializers.ones_init(), "embed"),
+        bias_init=partitioned(nnx.initializers.zeros_init(), "embed"),
+        rngs=rngs,
+    )

@@ -1,0 +1,179 @@
+"""The pretraining loop: build everything, run steps, log, evaluate, checkpoint, stop cleanly.
+
+Resume order: the workdir's newest checkpoint, else a fresh start. A rerun of the same command
+continues exactly where the last one stopped (bitwise on CPU): the data position and pending
+metric sums travel in the checkpoint, and dropout keys derive from (seed, step).
+"""
+
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+from absl import logging
+from flax import nnx
+from ml_collections import ConfigDict
+
+from bert_jax import metrics as metrics_lib
+from bert_jax.checkpoint import Checkpoints, abstract_like, encode_meta
+from bert_jax.config_checks import validate_config
+from bert_jax.data.pipeline import TOKENIZER_FILE, build_pretraining_data
+from bert_jax.model import BertForPreTraining, bert_config
+from bert_jax.optim import build_optimizer
+from bert_jax.sharding import check_batch_size, make_mesh, put_batch, replicated
+from bert_jax.train_step import make_eval_step, make_loss_and_grad, make_train_step
+
+
+class _StopFlag:
+    """Set by SIGTERM (preemption): the loop saves at the next step boundary and exits."""
+
+    def __init__(self):
+        self.raised = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.raised = True
+
+
+def build_model_config(config: ConfigDict, vocab_size: int):
+    m = config.model
+    overrides = {
+        key: m[key]
+        for key in (
+            "num_layers", "hidden_size", "num_heads", "intermediate_size",
+            "max_position_embeddings", "hidden_dropout", "attention_dropout", "dtype", "remat",
+        )
+    }
+    return bert_config(m.preset, vocab_size, **overrides)
+
+
+def evaluate(eval_step, params, batches, mesh, sentence_task: str) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for batch in batches:
+        for key, value in jax.device_get(eval_step(params, put_batch(batch, mesh))).items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    return metrics_lib.summarize(sums, len(batches), sentence_task)
+
+
+def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
+    """Runs (or continues) pretraining in `workdir`; returns the final train state."""
+    validate_config(config)
+    mesh = make_mesh()
+    check_batch_size(config.batch_size, mesh)
+    check_batch_size(config.data.eval_batch_size, mesh, key="data.eval_batch_size")
+    data = build_pretraining_data(config, workdir)
+    model_config = build_model_config(config, data.tokenizer.vocab_size)
+    tx, schedule = build_optimizer(config)
+
+    def init_state():
+        model = BertForPreTraining(
+            model_config, sentence_task=config.sentence_task, rngs=nnx.Rngs(config.seed)
+        )
+        params = nnx.state(model, nnx.Param).to_pure_dict()
+        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+    graphdef = nnx.graphdef(
+        nnx.eval_shape(
+            lambda: BertForPreTraining(
+                model_config, sentence_task=config.sentence_task, rngs=nnx.Rngs(config.seed)
+            )
+        )
+    )
+    state_sharding = replicated(mesh)
+    abstract_state = abstract_like(jax.eval_shape(init_state), state_sharding)
+
+    # Nothing has been written so far; from here on the workdir is ours.
+    os.makedirs(workdir, exist_ok=True)
+    checkpoints = Checkpoints(
+        workdir,
+        max_to_keep=config.max_checkpoints_to_keep,
+        best_metric=config.best_metric,
+        best_mode=config.best_mode,
+    )
+    restored = checkpoints.restore_latest(abstract_state)
+    window = metrics_lib.MetricWindow()
+    if restored is None:
+        state = jax.jit(init_state, out_shardings=state_sharding)()
+    else:
+        step, state, progress, _ = restored
+        data.train.set_state(progress["data"])
+        window.load(progress["metrics"])
+        logging.info("Resuming from the checkpoint at step %d.", step)
+    tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
+    if jax.process_index() == 0 and not os.path.exists(tokenizer_path):
+        data.tokenizer.save(tokenizer_path)
+    meta = encode_meta(config.to_json(), data.tokenizer.to_bytes())
+
+    accum = config.optimizer.grad_accum_steps
+    first_step = int(state["step"]) // accum
+    writer = metrics_lib.create_writer(workdir)
+    if first_step == 0:
+        writer.write_hparams(metrics_lib.flat_config(config))
+    train_step = jax.jit(
+        make_train_step(graphdef, tx, config.seed),
+        in_shardings=(state_sharding, None),
+        out_shardings=(state_sharding, state_sharding),
+        donate_argnums=0,
+    )
+    eval_step = jax.jit(make_eval_step(graphdef))
+    loss_and_grad = jax.jit(make_loss_and_grad(graphdef))
+    tokens_per_step = config.batch_size * config.data.max_seq_length * accum
+    progress = metrics_lib.Progress(first_step, config.num_train_steps, tokens_per_step)
+    stop = _StopFlag()
+    logging.info(
+        "Training steps %d..%d: global batch %d (%d per device on %d devices) x %d micro-batches.",
+        first_step, config.num_train_steps, config.batch_size,
+        config.batch_size // mesh.devices.size, mesh.devices.size, accum,
+    )
+
+    def save(step: int) -> None:
+        progress_state = {"data": data.train.get_state(), "metrics": window.state()}
+        checkpoints.save(step, state, progress_state, meta)
+
+    try:
+        for step in range(first_step + 1, config.num_train_steps + 1):
+            for _ in range(accum):
+                batch = put_batch(next(data.train), mesh)
+                state, step_metrics = train_step(state, batch)
+                window.add(step, step_metrics)
+            last = step == config.num_train_steps
+            if step % config.log_every_steps == 0 or last:
+                summary = window.pop_summary(config.sentence_task)
+                summary["learning_rate"] = float(schedule(step - 1))
+                summary["tokens_per_sec"] = progress.update(step)
+                writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
+                progress.log(step, summary, summary["tokens_per_sec"])
+            if step % config.histogram_every_steps == 0:
+                window.drain()
+                _, grads = loss_and_grad(state["params"], batch, None)
+                writer.write_histograms(
+                    step,
+                    metrics_lib.param_histograms(state["params"], "params")
+                    | metrics_lib.param_histograms(grads, "grads"),
+                )
+            if step % config.eval_every_steps == 0 or last:
+                window.drain()
+                eval_summary = evaluate(
+                    eval_step, state["params"], data.eval_batches, mesh, config.sentence_task
+                )
+                eval_summary = {f"eval/{k}": v for k, v in eval_summary.items()}
+                writer.write_scalars(step, eval_summary)
+                logging.info("eval at step %d: %s", step, _format(eval_summary))
+                progress_state = {"data": data.train.get_state(), "metrics": window.state()}
+                checkpoints.save_best(step, state, progress_state, meta, eval_summary)
+            if step % config.checkpoint_every_steps == 0 or last or stop.raised:
+                save(step)
+            if stop.raised:
+                logging.warning("Stopped at step %d; rerun the same command to continue.", step)
+                break
+    finally:
+        checkpoints.wait()
+        checkpoints.close()
+        writer.flush()
+        writer.close()
+    return state
+
+
+def _format(summary: dict[str, float]) -> str:
+    return ", ".join(f"{k.split('/')[-1]}={v:.4f}" for k, v in sorted(summary.items()))
