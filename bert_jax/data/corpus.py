@@ -7,6 +7,7 @@ is what the sentence-pair (NSP/SOP) construction in `pretraining.py` needs.
 import glob
 import importlib
 import inspect
+import os
 import re
 import sys
 import warnings
@@ -26,8 +27,10 @@ _SKIPPED_MODULES = frozenset({
 })
 _BLANK_LINES = re.compile(r"\n\s*\n")
 _HEADING_RULE = re.compile(r"^\s*([*=\-~^#+])\1{2,}\s*$", re.MULTILINE)
-_SENTENCE_BREAK = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[^a-z])")
-_PROSE_END = ".!?\"'”’)"
+_CLOSERS = "\"')\u201d\u2019"  # quotes and brackets that may follow a sentence's final mark
+_PROSE_END = ".!?" + _CLOSERS
+# Whitespace after a final mark (and closer), unless a lowercase word follows ("e.g. this").
+_SENTENCE_BREAK = re.compile(rf"(?:(?<=[.!?])|(?<=[.!?][{_CLOSERS}]))\s+(?=[^a-z])")
 
 
 def split_sentences(text: str) -> list[str]:
@@ -58,7 +61,8 @@ def default_corpus() -> list[Document]:
     """English prose every Python install carries, so a first run needs no download or file.
 
     One document per `pydoc` help topic and one per standard-library module (its docstring and
-    those of its public classes and functions), in sorted order: deterministic for a Python build.
+    those of its public classes and functions), in sorted order: the same for a given Python in
+    every process that leaves the standard library's functions in place.
     """
     from pydoc_data.topics import topics
 
@@ -74,12 +78,81 @@ def _module_docstrings(name: str) -> str:
         warnings.simplefilter("ignore")  # deprecated modules warn when imported or inspected
         try:
             module = importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - modules of other platforms or missing optional libraries
+        except Exception:  # noqa: BLE001 - other platforms' modules, missing optional libraries
             return ""
-        members = [vars(module)[key] for key in sorted(vars(module)) if not key.startswith("_")]
+        # Hooks such as sys.excepthook, which test runners and debuggers replace, keep their
+        # original as sys.__excepthook__: skipping them keeps the text the same in any process.
+        members = [value for key, value in sorted(vars(module).items())
+                   if not key.startswith("_") and f"__{key}__" not in vars(module)]
         docs = [module.__doc__] + [
             member.__doc__ for member in members
             if (inspect.isclass(member) or inspect.isroutine(member))
             and getattr(member, "__module__", None) == name
         ]
     return "\n\n".join(doc for doc in docs if isinstance(doc, str))
+
+
+def load_documents(spec: str, *, data_dir: str | None = None, split: str = "train",
+                   text_key: str = "text") -> list[Document]:
+    """Reads the corpus named by `data.corpus`: 'default', 'tfds:NAME' or text files.
+
+    Text files use the original BERT format: one sentence per line, a blank line between
+    documents; `spec` may be a path, a glob or a comma-separated list of them, read in sorted
+    order, and a file boundary also ends a document.
+    """
+    if spec == "default":
+        documents = default_corpus()
+    elif spec.startswith("tfds:"):
+        documents = _tfds_documents(spec.removeprefix("tfds:"), data_dir, split, text_key)
+    else:
+        documents = [doc for path in _matching_files(spec) for doc in _read_bert_text(path)]
+    if not documents:
+        raise UserError(f"data.corpus={spec!r} holds no usable sentences; point it at text with "
+                        "one sentence per line, or use 'default'.")
+    return documents
+
+
+def _matching_files(spec: str) -> list[str]:
+    """The files a comma-separated list of paths or globs names, each pattern sorted."""
+    files = []
+    for pattern in filter(None, (p.strip() for p in spec.split(","))):
+        matches = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
+                         if os.path.isfile(p))
+        if not matches:
+            raise UserError(f"data.corpus: no file matches {pattern!r}; set data.corpus to "
+                            "existing text files, a glob, 'default' or 'tfds:NAME'.")
+        files += matches
+    return files
+
+
+def _read_bert_text(path: str) -> list[Document]:
+    """Parses one file of sentences, one per line, with blank lines between documents."""
+    documents: list[Document] = [[]]
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            sentence = " ".join(line.split())
+            if sentence:
+                documents[-1].append(sentence)
+            elif documents[-1]:
+                documents.append([])
+    return [doc for doc in documents if doc]
+
+
+def _tfds_documents(name: str, data_dir: str | None, split: str, text_key: str) -> list[Document]:
+    """One document per example of an already prepared TFDS dataset (nothing is downloaded)."""
+    import tensorflow_datasets as tfds  # imports TensorFlow: only this source pays for it
+
+    where = data_dir or "the default TFDS data_dir"
+    try:
+        dataset, info = tfds.load(name, split=split, data_dir=data_dir, download=False,
+                                  with_info=True)
+    except (ValueError, AssertionError) as error:  # not found, not prepared, unknown split
+        reason = str(error).splitlines()[0]
+        raise UserError(f"data.corpus='tfds:{name}' could not be read from {where} ({reason}); "
+                        "prepare it there with `tfds build` or fix the name, split or data_dir."
+                        ) from None
+    if text_key not in info.features:
+        raise UserError(f"data.corpus='tfds:{name}' has no feature {text_key!r}; set "
+                        f"data.text_key to one of {sorted(info.features)}.")
+    texts = (example[text_key].decode("utf-8") for example in tfds.as_numpy(dataset))
+    return [doc for doc in map(split_sentences, texts) if doc]
