@@ -46,7 +46,9 @@ class BertConfig:
                 f"model.hidden_size={self.hidden_size}; choose a divisor."
             )
         if self.dtype not in _COMPUTE_DTYPES:
-            raise UserError(f"model.dtype={self.dtype!r} is not one of {', '.join(_COMPUTE_DTYPES)}.")
+            raise UserError(
+                f"model.dtype={self.dtype!r} is not one of {', '.join(_COMPUTE_DTYPES)}."
+            )
 
     @property
     def head_dim(self) -> int:

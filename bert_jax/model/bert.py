@@ -1,0 +1,141 @@
+"""The BERT encoder: embeddings, a scanned stack of post-LN Transformer layers, and the pooler."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from bert_jax.model.attention import SelfAttention, padding_bias
+from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
+from bert_jax.model.embeddings import BertEmbeddings
+
+# Names the stacked leading axis of every layer parameter, so sharding rules can address it.
+_LAYER_AXIS = {nnx.PARTITION_NAME: "layers"}
+
+
+def _split(rng: jax.Array | None, num: int) -> tuple[jax.Array | None, ...]:
+    """`num` independent keys from `rng`, or `num` Nones when dropout is off."""
+    return (None,) * num if rng is None else tuple(jax.random.split(rng, num))
+
+
+class FeedForward(nnx.Module):
+    """Position-wise MLP: dense to intermediate_size, exact (erf) GELU, dense back to hidden."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        def dense(inputs: int, outputs: int, in_axis: str, out_axis: str) -> nnx.Linear:
+            return nnx.Linear(
+                inputs,
+                outputs,
+                dtype=config.compute_dtype,
+                kernel_init=weight_init(config, in_axis, out_axis),
+                bias_init=partitioned(nnx.initializers.zeros_init(), out_axis),
+                rngs=rngs,
+            )
+
+        self.intermediate = dense(config.hidden_size, config.intermediate_size, "embed", "mlp")
+        self.output = dense(config.intermediate_size, config.hidden_size, "mlp", "embed")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Transforms each position of [B, S, H] independently."""
+        return self.output(jax.nn.gelu(self.intermediate(x), approximate=False))
+
+
+class EncoderLayer(nnx.Module):
+    """One post-LN Transformer layer: x = LN(x + drop(attn(x))); x = LN(x + drop(mlp(x)))."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.attention = SelfAttention(config, rngs=rngs)
+        self.attention_norm = layer_norm(config, rngs=rngs)
+        self.mlp = FeedForward(config, rngs=rngs)
+        self.mlp_norm = layer_norm(config, rngs=rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        attention_bias: jax.Array,
+        *,
+        dropout_rng: jax.Array | None = None,
+    ) -> jax.Array:
+        """Maps float32 [B, S, H] to float32 [B, S, H]; `dropout_rng=None` means no dropout."""
+        attention_rng, attention_output_rng, mlp_output_rng = _split(dropout_rng, 3)
+        deterministic = dropout_rng is None
+        y = self.attention(x, attention_bias, dropout_rng=attention_rng)
+        y = self.dropout(y, deterministic=deterministic, rngs=attention_output_rng)
+        x = self.attention_norm(x + y)
+        y = self.dropout(self.mlp(x), deterministic=deterministic, rngs=mlp_output_rng)
+        return self.mlp_norm(x + y)
+
+
+class BertEncoder(nnx.Module):
+    """`num_layers` EncoderLayers stored with a leading "layers" axis and applied with scan.
+
+    Scan traces one layer, so compile time does not grow with depth.
+    """
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        @nnx.vmap(transform_metadata=_LAYER_AXIS)
+        def stacked_layers(key: jax.Array) -> EncoderLayer:
+            return EncoderLayer(config, rngs=nnx.Rngs(key))
+
+        self.layers = stacked_layers(jax.random.split(rngs.params(), config.num_layers))
+        self.num_layers = config.num_layers
+        self.remat = config.remat
+
+    def __call__(
+        self,
+        x: jax.Array,
+        attention_bias: jax.Array,
+        *,
+        dropout_rng: jax.Array | None = None,
+    ) -> jax.Array:
+        """Runs all layers over [B, S, H]; each layer draws dropout from its own key."""
+
+        def apply_layer(x: jax.Array, layer: EncoderLayer, rng: jax.Array | None) -> jax.Array:
+            return layer(x, attention_bias, dropout_rng=rng)
+
+        if self.remat:
+            # prevent_cse=False is safe (and faster) under scan, as jax.checkpoint documents.
+            apply_layer = nnx.remat(apply_layer, prevent_cse=False)
+        layer_rngs = None if dropout_rng is None else jax.random.split(dropout_rng, self.num_layers)
+        scan = nnx.scan(
+            apply_layer,
+            in_axes=(nnx.Carry, 0, 0),
+            out_axes=nnx.Carry,
+            transform_metadata=_LAYER_AXIS,
+        )
+        return scan(x, self.layers, layer_rngs)
+
+
+class BertModel(nnx.Module):
+    """The BERT encoder with its pooler; the base of every task model."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        self.embeddings = BertEmbeddings(config, rngs=rngs)
+        self.encoder = BertEncoder(config, rngs=rngs)
+        self.pooler = nnx.Linear(
+            config.hidden_size,
+            config.hidden_size,
+            dtype=config.compute_dtype,
+            kernel_init=weight_init(config, "embed", None),
+            bias_init=partitioned(nnx.initializers.zeros_init(), None),
+            rngs=rngs,
+        )
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array,
+        attention_mask: jax.Array,
+        *,
+        dropout_rng: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Returns float32 (sequence_output [B, S, H], pooled_output [B, H]).
+
+        `attention_mask` is 1 for real tokens and 0 for padding; `dropout_rng=None` means eval.
+        """
+        embeddings_rng, encoder_rng = _split(dropout_rng, 2)
+        x = self.embeddings(input_ids, token_type_ids, dropout_rng=embeddings_rng)
+        x = self.encoder(x, padding_bias(attention_mask), dropout_rng=encoder_rng)
+        # The pooled output summarises the sequence from the first ([CLS]) position.
+        pooled = jnp.tanh(self.pooler(x[:, 0]).astype(jnp.float32))
+        return x, pooled

@@ -1,0 +1,293 @@
+"""Tests of the BERT model: shapes, dtypes, masking, dropout keys, tying, scan, numerics, remat."""
+
+import dataclasses
+import functools
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from bert_jax.errors import UserError
+from bert_jax.model import BertConfig, BertForPreTraining, BertModel, bert_config
+
+CONFIG = BertConfig(
+    vocab_size=97,
+    hidden_size=32,
+    num_layers=3,
+    num_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=24,
+)
+BATCH, SEQ, PREDICTIONS = 2, 12, 3
+
+
+def make_model(config: BertConfig = CONFIG, sentence_task: str = "nsp") -> BertForPreTraining:
+    return BertForPreTraining(config, sentence_task=sentence_task, rngs=nnx.Rngs(0))
+
+
+def make_batch(seed: int = 0, seq: int = SEQ, real: tuple[int, ...] = (SEQ, 7)) -> dict:
+    """Random ids with row i real for its first real[i] tokens, padding (id 0, mask 0) after."""
+    rng = np.random.default_rng(seed)
+    mask = (np.arange(seq)[None] < np.asarray(real)[:, None]).astype(np.int32)
+    return {
+        "input_ids": jnp.asarray(rng.integers(1, CONFIG.vocab_size, (BATCH, seq)) * mask),
+        "token_type_ids": jnp.asarray((np.arange(seq)[None] >= 4) * mask),
+        "attention_mask": jnp.asarray(mask),
+        "masked_lm_positions": jnp.asarray([[1, 5, 9], [0, 3, 6]]),
+    }
+
+
+@pytest.fixture(scope="module")
+def model() -> BertForPreTraining:
+    return make_model()
+
+
+# Jitted once and shared: each eager call would re-trace and re-compile the layer scan.
+@nnx.jit
+def pretrain(model: BertForPreTraining, batch: dict, rng: jax.Array | None = None) -> dict:
+    return model(**batch, dropout_rng=rng)
+
+
+@nnx.jit
+def encode(bert: BertModel, batch: dict) -> tuple[jax.Array, jax.Array]:
+    return bert(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+
+
+def params_of(model: nnx.Module) -> dict:
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def flat_params(model: nnx.Module) -> dict[str, nnx.Variable]:
+    return {
+        "/".join(map(str, path)): v for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    }
+
+
+def test_output_shapes_with_and_without_sentence_head(model):
+    outputs = pretrain(model, make_batch())
+    assert outputs["mlm_logits"].shape == (BATCH, PREDICTIONS, CONFIG.vocab_size)
+    assert outputs["sentence_logits"].shape == (BATCH, 2)
+    assert all(v.dtype == jnp.float32 for v in outputs.values())
+
+    no_sentence = make_model(sentence_task="none")
+    assert set(pretrain(no_sentence, make_batch())) == {"mlm_logits"}
+    assert not any(path.startswith("sentence") for path in flat_params(no_sentence))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(model):
+    bf16 = make_model(dataclasses.replace(CONFIG, dtype="bfloat16"))
+    assert {v.dtype for v in jax.tree.leaves(params_of(bf16))} == {jnp.dtype("float32")}
+    nnx.update(bf16, nnx.state(model, nnx.Param))  # same weights, so only precision differs
+    batch = make_batch()
+    low, high = pretrain(bf16, batch), pretrain(model, batch)
+    for key in high:
+        assert low[key].dtype == jnp.float32
+        np.testing.assert_allclose(low[key], high[key], atol=3e-2)
+
+
+def test_unknown_sentence_task_and_too_long_sequence_are_user_errors(model):
+    with pytest.raises(UserError, match="sentence_task"):
+        make_model(sentence_task="mlm")
+    with pytest.raises(UserError, match="model.max_position_embeddings"):
+        model(**make_batch(seq=CONFIG.max_position_embeddings + 1, real=(3, 3)))
+
+
+def test_padding_does_not_change_real_positions(model):
+    short = make_batch(seq=SEQ, real=(SEQ, 7))
+    padded = {
+        key: jnp.pad(value, ((0, 0), (0, 5))) if key != "masked_lm_positions" else value
+        for key, value in short.items()
+    }
+    sequence, pooled = encode(model.bert, short)
+    sequence_padded, pooled_padded = encode(model.bert, padded)
+    real = np.asarray(short["attention_mask"], bool)
+    np.testing.assert_allclose(sequence_padded[:, :SEQ][real], sequence[real], atol=1e-5)
+    np.testing.assert_allclose(pooled_padded, pooled, atol=1e-5)
+
+
+def test_dropout_is_driven_only_by_the_explicit_key(model):
+    assert not jax.tree.leaves(nnx.state(model, nnx.Not(nnx.Param)))  # no RNG state inside
+    batch = make_batch()
+
+    def logits(rng):
+        return pretrain(model, batch, rng)["mlm_logits"]
+
+    np.testing.assert_array_equal(logits(None), logits(None))
+    key = jax.random.key(1)
+    np.testing.assert_array_equal(logits(key), logits(key))
+    assert not np.allclose(logits(key), logits(jax.random.key(2)))
+    assert not np.allclose(logits(key), logits(None))
+
+
+def test_mlm_head_is_tied_to_the_word_embeddings(model):
+    batch = make_batch()
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    def mlm_sum(params):
+        return nnx.merge(graphdef, params)(**batch)["mlm_logits"].sum()
+
+    table_grad = nnx.to_pure_dict(jax.jit(jax.grad(mlm_sum))(params))["bert"]["embeddings"]["word"]
+    unused = np.setdiff1d(np.arange(CONFIG.vocab_size), np.asarray(batch["input_ids"]))
+    # Rows of tokens absent from the input can only get gradient through the output matrix.
+    assert np.all(np.abs(np.asarray(table_grad["embedding"])[unused]).sum(-1) > 0)
+
+    vocab_matrices = [
+        path
+        for path, v in flat_params(model).items()
+        if v.ndim == 2 and CONFIG.vocab_size in v.shape
+    ]
+    assert vocab_matrices == ["bert/embeddings/word/embedding"]
+
+
+def test_layers_are_stacked_and_every_param_has_logical_axis_names(model):
+    params = flat_params(model)
+    layer_params = {p: v for p, v in params.items() if p.startswith("bert/encoder/layers/")}
+    assert len(layer_params) == 16
+    for path, variable in params.items():
+        names = variable.get_metadata()["out_sharding"]
+        assert len(names) == variable.ndim, path
+        assert (path in layer_params) == (names[0] == "layers"), path
+    assert all(v.shape[0] == CONFIG.num_layers for v in layer_params.values())
+    assert params["bert/encoder/layers/attention/query/kernel"].shape == (3, 32, 4, 8)
+    assert params["bert/encoder/layers/attention/output/kernel"].shape == (3, 4, 8, 32)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def reference_forward(p: dict, config: BertConfig, batch: dict) -> dict:
+    """A plain loop-over-layers BERT (post-LN, erf GELU) in jnp, independent of the model code."""
+    hidden, heads = config.hidden_size, config.num_heads
+    head_dim = hidden // heads
+    ids, types, mask = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+    batch_size, seq = ids.shape
+
+    def layer_norm(x, norm):
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / jnp.sqrt(var + config.layer_norm_eps) * norm["scale"] + norm["bias"]
+
+    def gelu(x):
+        return 0.5 * x * (1.0 + jax.scipy.special.erf(x / math.sqrt(2.0)))
+
+    def dense(x, params, inputs, outputs):
+        return x @ params["kernel"].reshape(inputs, outputs) + params["bias"].reshape(outputs)
+
+    def split_heads(x):
+        return x.reshape(batch_size, seq, heads, head_dim).transpose(0, 2, 1, 3)
+
+    embeddings = p["bert"]["embeddings"]
+    x = (
+        embeddings["word"]["embedding"][ids]
+        + embeddings["position"]["embedding"][:seq]
+        + embeddings["token_type"]["embedding"][types]
+    )
+    x = layer_norm(x, embeddings["norm"])
+    stacked = p["bert"]["encoder"]["layers"]
+    for i in range(config.num_layers):
+        layer = jax.tree.map(lambda a, i=i: a[i], stacked)
+        attention = layer["attention"]
+        q, k, v = (
+            split_heads(dense(x, attention[name], hidden, hidden))
+            for name in ("query", "key", "value")
+        )
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(head_dim)
+        scores = jnp.where(mask[:, None, None, :] == 1, scores, -jnp.inf)
+        context = (jax.nn.softmax(scores, axis=-1) @ v).transpose(0, 2, 1, 3)
+        attended = dense(
+            context.reshape(batch_size, seq, hidden), attention["output"], hidden, hidden
+        )
+        x = layer_norm(x + attended, layer["attention_norm"])
+        mlp = layer["mlp"]
+        h = dense(gelu(dense(x, mlp["intermediate"], hidden, -1)), mlp["output"], -1, hidden)
+        x = layer_norm(x + h, layer["mlp_norm"])
+    pooled = jnp.tanh(dense(x[:, 0], p["bert"]["pooler"], hidden, hidden))
+    gathered = x[jnp.arange(batch_size)[:, None], batch["masked_lm_positions"]]
+    mlm = p["mlm"]
+    t = layer_norm(gelu(dense(gathered, mlm["transform"], hidden, hidden)), mlm["norm"])
+    return {
+        "sequence_output": x,
+        "pooled_output": pooled,
+        "mlm_logits": t @ embeddings["word"]["embedding"].T + mlm["bias"],
+        "sentence_logits": dense(pooled, p["sentence"]["classifier"], hidden, 2),
+    }
+
+
+def test_matches_an_independent_reference_implementation(model):
+    batch = make_batch(seed=3)
+    # Random LayerNorm and bias values, so a misplaced or missing one cannot go unnoticed.
+    rng = np.random.default_rng(7)
+    params = jax.tree.map(
+        lambda a: a + np.float32(0.1) * rng.standard_normal(a.shape, np.float32), params_of(model)
+    )
+    randomized = make_model()
+    nnx.update(randomized, params)
+    expected = reference_forward(params, CONFIG, batch)
+
+    outputs = pretrain(randomized, batch)
+    sequence, pooled = encode(randomized.bert, batch)
+    real = np.asarray(batch["attention_mask"], bool)
+    np.testing.assert_allclose(sequence[real], expected["sequence_output"][real], atol=1e-5)
+    np.testing.assert_allclose(pooled, expected["pooled_output"], atol=1e-5)
+    for key in ("mlm_logits", "sentence_logits"):
+        np.testing.assert_allclose(outputs[key], expected[key], atol=1e-5)
+
+
+def test_presets_give_the_standard_sizes():
+    standard = {  # (layers, hidden, heads, intermediate) of Google's released BERT sizes
+        "tiny": (2, 128, 2, 512),
+        "mini": (4, 256, 4, 1024),
+        "small": (4, 512, 8, 2048),
+        "medium": (8, 512, 8, 2048),
+        "base": (12, 768, 12, 3072),
+        "large": (24, 1024, 16, 4096),
+    }
+    for preset, sizes in standard.items():
+        c = bert_config(preset, 30522)
+        assert (c.num_layers, c.hidden_size, c.num_heads, c.intermediate_size) == sizes, preset
+    large = bert_config("large", 30522, num_layers=None, hidden_dropout=0.0)
+    assert (large.num_layers, large.num_heads, large.hidden_dropout) == (24, 16, 0.0)
+    base = bert_config("base", 30522)
+    abstract = nnx.eval_shape(
+        lambda: BertForPreTraining(base, sentence_task="nsp", rngs=nnx.Rngs(0))
+    )
+    count = sum(v.size for v in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+    assert 109e6 < count < 111e6  # BERT-base's ~110M, with pooler and MLM head
+
+
+def test_bad_presets_and_head_counts_are_user_errors():
+    with pytest.raises(UserError, match=r"model\.preset.*tiny, mini, small, medium, base, large"):
+        bert_config("huge", 100)
+    with pytest.raises(UserError, match=r"model\.num_heads"):
+        bert_config("tiny", 100, num_heads=3)
+
+
+def test_remat_gives_the_same_outputs_and_gradients():
+    config = dataclasses.replace(CONFIG, num_layers=2)
+    batch = make_batch()
+    rng = jax.random.key(5)
+
+    def loss_and_grad(config):
+        model = BertModel(config, rngs=nnx.Rngs(0))
+        graphdef, params = nnx.split(model, nnx.Param)
+
+        def loss(params):
+            bert = nnx.merge(graphdef, params)
+            sequence, pooled = bert(
+                batch["input_ids"],
+                batch["token_type_ids"],
+                batch["attention_mask"],
+                dropout_rng=rng,
+            )
+            return jnp.sum(sequence**2) + jnp.sum(pooled)
+
+        traced = jax.jit(jax.value_and_grad(loss)).trace(params)
+        recomputes = re.search(r"\b(remat\w*|checkpoint)\b", str(traced.jaxpr))
+        return traced.lower().compile()(params), bool(recomputes)
+
+    plain, plain_recomputes = loss_and_grad(config)
+    remat, remat_recomputes = loss_and_grad(dataclasses.replace(config, remat=True))
+    assert (plain_recomputes, remat_recomputes) == (False, True)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), plain, remat)
