@@ -6,6 +6,7 @@ tokenizer). "Latest" and "best" are separate managers, so a worse eval never del
 """
 
 import base64
+import json
 import os
 from typing import Any
 
@@ -72,34 +73,42 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
 
-    def restore_latest(self, abstract_state) -> tuple[int, Any, dict, dict] | None:
+    def restore_latest(
+        self, abstract_state, config_json: str
+    ) -> tuple[int, Any, dict, dict] | None:
         """(step, state, progress, meta) of the newest checkpoint that restores, None if none.
 
-        A checkpoint that fails to restore is skipped for an older one; if every one fails, the
-        workdir holds something this config cannot continue and the user is told so.
+        A checkpoint written with a config of another shape is refused with the keys that differ;
+        one that fails to read is skipped for an older one (Orbax finalises a step atomically,
+        so this is a last line of defence against damaged storage).
         """
         steps = sorted(self.latest.all_steps(), reverse=True)
-        errors = []
         for step in steps:
             try:
-                restored = self.latest.restore(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state),
-                        progress=ocp.args.JsonRestore(),
-                        meta=ocp.args.JsonRestore(),
-                    ),
-                )
+                only_meta = ocp.args.Composite(meta=ocp.args.JsonRestore())
+                meta = self.latest.restore(step, args=only_meta)
+                differing = _shape_differences(json.loads(meta.meta["config"]), config_json)
+                if not differing:
+                    restored = self.latest.restore(
+                        step,
+                        args=ocp.args.Composite(
+                            state=ocp.args.StandardRestore(abstract_state),
+                            progress=ocp.args.JsonRestore(),
+                        ),
+                    )
+                    return step, restored.state, restored.progress, meta.meta
             except Exception as error:  # noqa: BLE001 - any failure means "try an older one"
-                logging.warning("Checkpoint at step %d does not restore: %s", step, error)
-                errors.append(error)
+                logging.warning("Checkpoint at step %d does not restore, skipped: %s", step, error)
                 continue
-            return step, restored.state, restored.progress, restored.meta
-        if errors:
             raise UserError(
-                f"{self.latest.directory} holds checkpoints that do not fit this config "
-                f"({_first_line(errors[0])}); resume with the config they were written with or "
+                f"{self.latest.directory} holds checkpoints of another model "
+                f"({'; '.join(differing[:3])}); resume with the config they were written with or "
                 "choose a new --workdir."
+            )
+        if steps:
+            raise UserError(
+                f"no checkpoint in {self.latest.directory} could be restored (see the warnings "
+                "above); move them away or choose a new --workdir."
             )
         return None
 
@@ -112,9 +121,26 @@ class Checkpoints:
         self.best.close()
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
+def _shape_differences(saved_config: dict, config_json: str) -> list[str]:
+    """Settings that shape the train state (model, sentence task, optimizer) and changed."""
+    saved, current = _flatten(saved_config), _flatten(json.loads(config_json))
+    keys = [k for k in sorted(saved) if k.startswith(("model.", "sentence_task"))]
+    keys += ["optimizer.name", "optimizer.grad_accum_steps"]
+    return [
+        f"{key}={saved.get(key)!r} there, {current.get(key)!r} here"
+        for key in keys
+        if saved.get(key) != current.get(key)
+    ]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def abstract_like(tree, sharding: jax.sharding.Sharding):

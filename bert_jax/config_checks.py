@@ -16,7 +16,8 @@ def validate_config(config: ConfigDict) -> None:
     """One clear sentence for the first setting that cannot work."""
     _require(
         config.sentence_task in SENTENCE_TASKS,
-        f"sentence_task={config.sentence_task!r} is unknown; use one of {', '.join(SENTENCE_TASKS)}.",
+        f"sentence_task={config.sentence_task!r} is unknown; "
+        f"use one of {', '.join(SENTENCE_TASKS)}.",
     )
     _require(
         config.best_mode in ("min", "max"),
@@ -42,6 +43,11 @@ def validate_config(config: ConfigDict) -> None:
         for part in key.split("."):
             value = value[part]
         _require(value > 0, f"{key}={value} must be a positive integer.")
+    _require(
+        0 <= config.warmup_steps <= config.num_train_steps,
+        f"warmup_steps={config.warmup_steps} must lie in [0, "
+        f"num_train_steps={config.num_train_steps}].",
+    )
     _require(config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive.")
     data = config.data
     _require(

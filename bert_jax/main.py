@@ -1,5 +1,6 @@
 """Entry point: `python -m bert_jax.main --config=configs/pretrain.py --workdir=DIR`."""
 
+import logging as py_logging
 import sys
 
 from absl import app, flags, logging
@@ -36,11 +37,17 @@ def parse_flags(argv: list[str]) -> list[str]:
     return remaining
 
 
+def _quiet_library_info(record: py_logging.LogRecord) -> bool:
+    """Keeps the console to this project's lines: libraries speak only for warnings and errors."""
+    return record.levelno >= py_logging.WARNING or "/bert_jax/" in record.pathname
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
     from bert_jax.trainer import train_and_evaluate  # heavy imports after the flags are checked
 
+    logging.get_absl_handler().addFilter(_quiet_library_info)
     logging.info("Config:\n%s", FLAGS.config)
     try:
         train_and_evaluate(FLAGS.config, FLAGS.workdir)

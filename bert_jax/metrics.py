@@ -1,4 +1,4 @@
-"""Host-side metrics: exact windowed averages, the non-finite guard, CLU writers, console progress."""
+"""Host-side metrics: exact windowed averages, the NaN/inf guard, CLU writers, progress."""
 
 import math
 import time
@@ -72,10 +72,11 @@ class MetricWindow:
 
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:
-    """TensorBoard event files in the workdir, written by process 0 only."""
-    return metric_writers.create_default_writer(
-        workdir, just_logging=jax.process_index() > 0, asynchronous=True
-    )
+    """TensorBoard event files in the workdir, written by process 0 only. The console gets the
+    concise `Progress` line instead of every scalar and histogram."""
+    if jax.process_index() > 0:
+        return metric_writers.MultiWriter([])
+    return metric_writers.AsyncMultiWriter([metric_writers.SummaryWriter(workdir)])
 
 
 def flat_config(config) -> dict:
@@ -122,7 +123,11 @@ class Progress:
         eta = per_step * (self.total_steps - step)
         logging.info(
             "step %d/%d | loss %.4f | mlm_acc %.3f | %.0f tokens/s | ETA %s",
-            step, self.total_steps, summary["loss"], summary["mlm_accuracy"], tokens_per_sec,
+            step,
+            self.total_steps,
+            summary["loss"],
+            summary["mlm_accuracy"],
+            tokens_per_sec,
             _duration(eta),
         )
 

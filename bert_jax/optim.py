@@ -1,4 +1,4 @@
-"""The optax chain built from config: schedule, clipping, AdamW/Adam/LAMB, decay mask, MultiSteps."""
+"""The optax chain from config: schedule, clipping, AdamW/Adam/LAMB, decay mask, MultiSteps."""
 
 import jax
 import optax
@@ -13,10 +13,7 @@ NO_DECAY_NAMES = ("bias", "scale")
 def build_schedule(config: ConfigDict) -> optax.Schedule:
     """Learning rate as a function of the optimizer-update count (not of micro-batches)."""
     opt, peak, total = config.optimizer, config.learning_rate, config.num_train_steps
-    warmup = config.warmup_steps
-    if not 0 <= warmup <= total:
-        raise UserError(f"warmup_steps={warmup} must lie in [0, num_train_steps={total}].")
-    name = opt.schedule
+    warmup, name = config.warmup_steps, opt.schedule
     if name == "warmup_linear":
         return optax.join_schedules(
             [

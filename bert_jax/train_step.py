@@ -4,7 +4,8 @@ Metrics come back as sums with their counts (e.g. `mlm_loss_sum` and `mlm_weight
 average them exactly over any window of steps, and a resumed run reproduces the same figures.
 """
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -60,7 +60,8 @@ def get_config() -> config_dict.ConfigDict:
     c.optimizer.eps = 1e-6
     c.optimizer.weight_decay = 0.01  # never applied to biases or LayerNorm parameters
     c.optimizer.clip_norm = 1.0  # global-norm clipping; 0 disables
-    c.optimizer.schedule = "warmup_linear"  # warmup_linear, warmup_cosine, exponential, step, constant
+    # warmup_linear, warmup_cosine, exponential, step or constant
+    c.optimizer.schedule = "warmup_linear"
     c.optimizer.end_learning_rate = 0.0  # for warmup_linear and warmup_cosine
     c.optimizer.decay_rate = 0.5  # exponential: factor per decay_steps; step: factor per boundary
     c.optimizer.decay_steps = 1000  # exponential

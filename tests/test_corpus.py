@@ -28,8 +28,9 @@ def test_default_corpus_is_many_documents_of_english_sentences():
 
 def test_default_corpus_is_the_same_in_another_process():
     here = hashlib.sha256(json.dumps(default_corpus()).encode()).hexdigest()
-    other = subprocess.run([sys.executable, "-c", CORPUS_HASH], capture_output=True, text=True,
-                           check=True)
+    other = subprocess.run(
+        [sys.executable, "-c", CORPUS_HASH], capture_output=True, text=True, check=True
+    )
     assert other.stdout.strip() == here
 
 
@@ -39,7 +40,7 @@ def test_split_sentences_keeps_prose_and_drops_headings_code_and_fragments():
         "Assert statements are a convenient way to insert checks.  They cost\n"
         "nothing when optimization is on!  Is that so? Yes.\n\n"
         "   if __debug__:\n       if not expression: raise AssertionError\n\n"
-        "   >>> assert 1 + 1 == 2, \"math works\".\n"
+        '   >>> assert 1 + 1 == 2, "math works".\n'
     )
     assert split_sentences(text) == [
         "Assert statements are a convenient way to insert checks.",
@@ -50,10 +51,14 @@ def test_split_sentences_keeps_prose_and_drops_headings_code_and_fragments():
 def test_text_files_are_read_as_documents_in_sorted_order(tmp_path):
     (tmp_path / "b.txt").write_text("Third doc, first line.\n")
     (tmp_path / "a.txt").write_text(
-        "First doc, line one.\n  First doc,   line two. \n\n \n\nSecond doc.\n")
+        "First doc, line one.\n  First doc,   line two. \n\n \n\nSecond doc.\n"
+    )
     (tmp_path / "notes.md").write_text("Not text corpus.\n")
-    expected = [["First doc, line one.", "First doc, line two."], ["Second doc."],
-                ["Third doc, first line."]]
+    expected = [
+        ["First doc, line one.", "First doc, line two."],
+        ["Second doc."],
+        ["Third doc, first line."],
+    ]
     assert load_documents(str(tmp_path / "*.txt")) == expected
     listed = f"{tmp_path / 'b.txt'}, {tmp_path / 'a.txt'}"
     assert load_documents(listed) == expected[2:] + expected[:2]
@@ -103,11 +108,14 @@ def test_tfds_dataset_is_read_from_data_dir(tfds_dir):
     ]
 
 
-@pytest.mark.parametrize("spec, options, key", [
-    ("tfds:no_such_dataset", {}, "no_such_dataset"),
-    ("tfds:tiny_text", {"split": "validation"}, "validation"),
-    ("tfds:tiny_text", {"text_key": "body"}, "body"),
-])
+@pytest.mark.parametrize(
+    "spec, options, key",
+    [
+        ("tfds:no_such_dataset", {}, "no_such_dataset"),
+        ("tfds:tiny_text", {"split": "validation"}, "validation"),
+        ("tfds:tiny_text", {"text_key": "body"}, "body"),
+    ],
+)
 def test_unusable_tfds_dataset_is_a_user_error(tfds_dir, spec, options, key):
     with pytest.raises(UserError, match=re.escape(f"data.corpus='{spec}'") + f".*{key}"):
         load_documents(spec, data_dir=tfds_dir, **options)

@@ -40,15 +40,16 @@ def synthetic_corpus(num_docs: int = 60, seed: int = 0) -> tuple[list, np.ndarra
 def pairs(sentence_task: str, seed: int = 0, **options):
     docs, _ = synthetic_corpus()
     settings = {"max_seq_length": S, "short_seq_prob": 0.1, "dupe_factor": 2} | options
-    return create_pair_examples(docs, sentence_task=sentence_task, cls_id=CLS, sep_id=SEP,
-                                pad_id=PAD, seed=seed, **settings)
+    return create_pair_examples(
+        docs, sentence_task=sentence_task, cls_id=CLS, sep_id=SEP, pad_id=PAD, seed=seed, **settings
+    )
 
 
 def segments(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A and B of `[CLS] A [SEP] B [SEP]`, after checking that layout."""
     seps = np.flatnonzero(row == SEP)
-    assert row[0] == CLS and len(seps) == 2 and (row[seps[1] + 1:] == PAD).all()
-    return row[1:seps[0]], row[seps[0] + 1:seps[1]]
+    assert row[0] == CLS and len(seps) == 2 and (row[seps[1] + 1 :] == PAD).all()
+    return row[1 : seps[0]], row[seps[0] + 1 : seps[1]]
 
 
 @pytest.mark.parametrize("task", ["nsp", "sop"])
@@ -91,7 +92,7 @@ def test_without_a_sentence_task_rows_are_one_segment():
     assert (examples.next_sentence_labels == 0).all() and (examples.token_type_ids == 0).all()
     for row in examples.input_ids:
         seps = np.flatnonzero(row == SEP)
-        assert row[0] == CLS and len(seps) == 1 and (row[seps[0] + 1:] == PAD).all()
+        assert row[0] == CLS and len(seps) == 1 and (row[seps[0] + 1 :] == PAD).all()
 
 
 def test_short_seq_prob_makes_shorter_sequences():
@@ -132,8 +133,13 @@ def test_split_documents_holds_out_whole_documents_deterministically():
 
 # Masking: a large batch of random rows of varying length, [CLS] a [SEP] b [SEP] [PAD]...
 VOCAB = 5000
-MASKING = {"masked_lm_prob": 0.15, "max_predictions": max_predictions_per_seq(S, 0.15),
-           "mask_id": MASK, "vocab_size": VOCAB, "special_ids": SPECIALS}
+MASKING = {
+    "masked_lm_prob": 0.15,
+    "max_predictions": max_predictions_per_seq(S, 0.15),
+    "mask_id": MASK,
+    "vocab_size": VOCAB,
+    "special_ids": SPECIALS,
+}
 
 
 def random_rows(batch: int = 4000, seed: int = 0) -> np.ndarray:
@@ -226,8 +232,15 @@ def assert_same(first: list[dict], second: list[dict]) -> None:
 def test_batches_have_the_model_inputs():
     examples = pairs("nsp")
     batch = next(iterator(examples))
-    assert batch.keys() == {"input_ids", "token_type_ids", "attention_mask", "masked_lm_positions",
-                            "masked_lm_ids", "masked_lm_weights", "next_sentence_labels"}
+    assert batch.keys() == {
+        "input_ids",
+        "token_type_ids",
+        "attention_mask",
+        "masked_lm_positions",
+        "masked_lm_ids",
+        "masked_lm_weights",
+        "next_sentence_labels",
+    }
     assert batch["input_ids"].shape == (8, S) and batch["next_sentence_labels"].shape == (8,)
     assert all(array.dtype == np.int32 for key, array in batch.items() if "weights" not in key)
     real = batch["attention_mask"] == 1
@@ -237,20 +250,23 @@ def test_batches_have_the_model_inputs():
 def test_batches_depend_only_on_the_seed_and_epochs_visit_each_example_once():
     examples = pairs("nsp")
     assert_same(take(iterator(examples), 5), take(iterator(examples), 5))
-    assert not np.array_equal(next(iterator(examples))["input_ids"],
-                              next(iterator(examples, seed=1))["input_ids"])
+    assert not np.array_equal(
+        next(iterator(examples))["input_ids"], next(iterator(examples, seed=1))["input_ids"]
+    )
     batches = iterator(examples)
     for _ in range(2):
-        seen = collections.Counter(row.tobytes() for _ in range(len(examples) // 8)
-                                   for row in unmasked(next(batches)))
+        seen = collections.Counter(
+            row.tobytes() for _ in range(len(examples) // 8) for row in unmasked(next(batches))
+        )
         assert seen.total() == len(examples) // 8 * 8
         assert not seen - collections.Counter(row.tobytes() for row in examples.input_ids)
 
 
 def test_restored_state_continues_with_the_same_batches():
     examples = pairs("nsp", dupe_factor=1)
-    examples = PairExamples(examples.input_ids[:20], examples.token_type_ids[:20],
-                            examples.next_sentence_labels[:20])  # 2 batches per epoch
+    examples = PairExamples(
+        examples.input_ids[:20], examples.token_type_ids[:20], examples.next_sentence_labels[:20]
+    )  # 2 batches per epoch
     original = iterator(examples)
     take(original, 5)  # into the third epoch
     state = json.loads(json.dumps(original.get_state()))
@@ -266,13 +282,16 @@ def test_process_shards_concatenate_to_the_global_batch():
     examples = pairs("nsp")
     whole = take(iterator(examples), 3)
     shards = [take(iterator(examples, process_index=i, process_count=2), 3) for i in range(2)]
-    joined = [{key: np.concatenate([s0[key], s1[key]]) for key in s0}
-              for s0, s1 in zip(*shards, strict=True)]
+    joined = [
+        {key: np.concatenate([s0[key], s1[key]]) for key in s0}
+        for s0, s1 in zip(*shards, strict=True)
+    ]
     assert_same(joined, whole)
 
 
-@pytest.mark.parametrize("options", [{"global_batch_size": 9, "process_count": 2},
-                                     {"global_batch_size": 100_000}])
+@pytest.mark.parametrize(
+    "options", [{"global_batch_size": 9, "process_count": 2}, {"global_batch_size": 100_000}]
+)
 def test_impossible_batch_sizes_are_user_errors(options):
     with pytest.raises(UserError, match="batch_size="):
         iterator(**options)
@@ -281,11 +300,13 @@ def test_impossible_batch_sizes_are_user_errors(options):
 def test_fixed_batches_are_in_order_masked_once_and_full():
     examples = pairs("nsp")
     batches = fixed_batches(examples, batch_size=8, seed=0, masking=MASKING, num_batches=3)
-    assert_same(batches, fixed_batches(examples, batch_size=8, seed=0, masking=MASKING,
-                                       num_batches=3))
+    assert_same(
+        batches, fixed_batches(examples, batch_size=8, seed=0, masking=MASKING, num_batches=3)
+    )
     assert len(batches) == 3
-    assert np.array_equal(np.concatenate([b["token_type_ids"] for b in batches]),
-                          examples.token_type_ids[:24])
+    assert np.array_equal(
+        np.concatenate([b["token_type_ids"] for b in batches]), examples.token_type_ids[:24]
+    )
     everything = fixed_batches(examples, batch_size=8, seed=0, masking=MASKING)
     assert len(everything) == len(examples) // 8
     with pytest.raises(UserError, match=r"data\.eval_batch_size"):

@@ -34,16 +34,23 @@ def test_training_is_deterministic(documents, tokenizer):
 
 def test_specials_come_first_and_the_size_is_the_requested_one(tokenizer):
     assert tuple(pieces(tokenizer.to_bytes())[:5]) == SPECIAL_TOKENS
-    ids = (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id,
-           tokenizer.mask_id)
+    ids = (
+        tokenizer.pad_id,
+        tokenizer.unk_id,
+        tokenizer.cls_id,
+        tokenizer.sep_id,
+        tokenizer.mask_id,
+    )
     assert ids == (0, 1, 2, 3, 4)
     assert tokenizer.vocab_size == VOCAB_SIZE
 
 
 def test_bytes_and_file_round_trips_give_the_same_tokenizer(tokenizer, tmp_path):
     text = "Return the value of the named attribute of an object."
-    for copy in (Tokenizer.from_bytes(tokenizer.to_bytes()),
-                 _saved_and_loaded(tokenizer, tmp_path / "tokenizer.model")):
+    for copy in (
+        Tokenizer.from_bytes(tokenizer.to_bytes()),
+        _saved_and_loaded(tokenizer, tmp_path / "tokenizer.model"),
+    ):
         assert copy.to_bytes() == tokenizer.to_bytes()
         assert copy.encode(text) == tokenizer.encode(text)
 
@@ -72,8 +79,13 @@ def test_word_start_mask_marks_specials_and_first_pieces_of_words(tokenizer):
 def test_a_model_without_the_specials_is_a_user_error(documents, tmp_path):
     model = io.BytesIO()
     sentences = [s for doc in documents[:50] for s in doc]
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=model,
-                                   vocab_size=300, num_threads=1, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=300,
+        num_threads=1,
+        minloglevel=2,
+    )
     path = tmp_path / "plain.model"
     path.write_bytes(model.getvalue())
     with pytest.raises(UserError, match=r"data\.tokenizer: .*plain\.model.*\[PAD\]"):

@@ -21,10 +21,21 @@ MIN_SENTENCE_WORDS = 4
 
 # Standard-library modules that open windows or browsers, print, touch the terminal, are huge
 # test suites, vary with the installed setuptools, or are the topics already read.
-_SKIPPED_MODULES = frozenset({
-    "antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "readline",
-    "rlcompleter", "distutils", "pydoc_data",
-})
+_SKIPPED_MODULES = frozenset(
+    {
+        "antigravity",
+        "this",
+        "idlelib",
+        "tkinter",
+        "turtle",
+        "turtledemo",
+        "test",
+        "readline",
+        "rlcompleter",
+        "distutils",
+        "pydoc_data",
+    }
+)
 _BLANK_LINES = re.compile(r"\n\s*\n")
 _HEADING_RULE = re.compile(r"^\s*([*=\-~^#+])\1{2,}\s*$", re.MULTILINE)
 _CLOSERS = "\"')\u201d\u2019"  # quotes and brackets that may follow a sentence's final mark
@@ -67,8 +78,11 @@ def default_corpus() -> list[Document]:
     from pydoc_data.topics import topics
 
     texts = [topics[name] for name in sorted(topics)]
-    texts += [_module_docstrings(name) for name in sorted(sys.stdlib_module_names)
-              if not name.startswith("_") and name not in _SKIPPED_MODULES]
+    texts += [
+        _module_docstrings(name)
+        for name in sorted(sys.stdlib_module_names)
+        if not name.startswith("_") and name not in _SKIPPED_MODULES
+    ]
     return [doc for doc in map(split_sentences, texts) if doc]
 
 
@@ -82,18 +96,23 @@ def _module_docstrings(name: str) -> str:
             return ""
         # Hooks such as sys.excepthook, which test runners and debuggers replace, keep their
         # original as sys.__excepthook__: skipping them keeps the text the same in any process.
-        members = [value for key, value in sorted(vars(module).items())
-                   if not key.startswith("_") and f"__{key}__" not in vars(module)]
+        members = [
+            value
+            for key, value in sorted(vars(module).items())
+            if not key.startswith("_") and f"__{key}__" not in vars(module)
+        ]
         docs = [module.__doc__] + [
-            member.__doc__ for member in members
+            member.__doc__
+            for member in members
             if (inspect.isclass(member) or inspect.isroutine(member))
             and getattr(member, "__module__", None) == name
         ]
     return "\n\n".join(doc for doc in docs if isinstance(doc, str))
 
 
-def load_documents(spec: str, *, data_dir: str | None = None, split: str = "train",
-                   text_key: str = "text") -> list[Document]:
+def load_documents(
+    spec: str, *, data_dir: str | None = None, split: str = "train", text_key: str = "text"
+) -> list[Document]:
     """Reads the corpus named by `data.corpus`: 'default', 'tfds:NAME' or text files.
 
     Text files use the original BERT format: one sentence per line, a blank line between
@@ -107,8 +126,10 @@ def load_documents(spec: str, *, data_dir: str | None = None, split: str = "trai
     else:
         documents = [doc for path in _matching_files(spec) for doc in _read_bert_text(path)]
     if not documents:
-        raise UserError(f"data.corpus={spec!r} holds no usable sentences; point it at text with "
-                        "one sentence per line, or use 'default'.")
+        raise UserError(
+            f"data.corpus={spec!r} holds no usable sentences; point it at text with "
+            "one sentence per line, or use 'default'."
+        )
     return documents
 
 
@@ -116,11 +137,14 @@ def _matching_files(spec: str) -> list[str]:
     """The files a comma-separated list of paths or globs names, each pattern sorted."""
     files = []
     for pattern in filter(None, (p.strip() for p in spec.split(","))):
-        matches = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
-                         if os.path.isfile(p))
+        matches = sorted(
+            p for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p)
+        )
         if not matches:
-            raise UserError(f"data.corpus: no file matches {pattern!r}; set data.corpus to "
-                            "existing text files, a glob, 'default' or 'tfds:NAME'.")
+            raise UserError(
+                f"data.corpus: no file matches {pattern!r}; set data.corpus to "
+                "existing text files, a glob, 'default' or 'tfds:NAME'."
+            )
         files += matches
     return files
 
@@ -144,15 +168,19 @@ def _tfds_documents(name: str, data_dir: str | None, split: str, text_key: str) 
 
     where = data_dir or "the default TFDS data_dir"
     try:
-        dataset, info = tfds.load(name, split=split, data_dir=data_dir, download=False,
-                                  with_info=True)
+        dataset, info = tfds.load(
+            name, split=split, data_dir=data_dir, download=False, with_info=True
+        )
     except (ValueError, AssertionError) as error:  # not found, not prepared, unknown split
         reason = str(error).splitlines()[0]
-        raise UserError(f"data.corpus='tfds:{name}' could not be read from {where} ({reason}); "
-                        "prepare it there with `tfds build` or fix the name, split or data_dir."
-                        ) from None
+        raise UserError(
+            f"data.corpus='tfds:{name}' could not be read from {where} ({reason}); "
+            "prepare it there with `tfds build` or fix the name, split or data_dir."
+        ) from None
     if text_key not in info.features:
-        raise UserError(f"data.corpus='tfds:{name}' has no feature {text_key!r}; set "
-                        f"data.text_key to one of {sorted(info.features)}.")
+        raise UserError(
+            f"data.corpus='tfds:{name}' has no feature {text_key!r}; set "
+            f"data.text_key to one of {sorted(info.features)}."
+        )
     texts = (example[text_key].decode("utf-8") for example in tfds.as_numpy(dataset))
     return [doc for doc in map(split_sentences, texts) if doc]

@@ -5,9 +5,17 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def mask_tokens(input_ids: np.ndarray, *, rng: np.random.Generator, masked_lm_prob: float,
-                max_predictions: int, mask_id: int, vocab_size: int, special_ids: Sequence[int],
-                word_start: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def mask_tokens(
+    input_ids: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    masked_lm_prob: float,
+    max_predictions: int,
+    mask_id: int,
+    vocab_size: int,
+    special_ids: Sequence[int],
+    word_start: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Chooses and corrupts the positions the MLM head predicts, for int [B, S] `input_ids`.
 
     Each row predicts min(max_predictions, max(1, round(masked_lm_prob * n))) of its n tokens
@@ -34,14 +42,16 @@ def mask_tokens(input_ids: np.ndarray, *, rng: np.random.Generator, masked_lm_pr
     return {
         "input_ids": corrupted.astype(np.int32),
         "masked_lm_positions": positions.astype(np.int32),
-        "masked_lm_ids": np.where(weights, np.take_along_axis(input_ids, positions, 1), 0
-                                  ).astype(np.int32),
+        "masked_lm_ids": np.where(weights, np.take_along_axis(input_ids, positions, 1), 0).astype(
+            np.int32
+        ),
         "masked_lm_weights": weights.astype(np.float32),
     }
 
 
-def _group_starts(input_ids: np.ndarray, candidates: np.ndarray,
-                  word_start: np.ndarray | None) -> np.ndarray:
+def _group_starts(
+    input_ids: np.ndarray, candidates: np.ndarray, word_start: np.ndarray | None
+) -> np.ndarray:
     """Bool [B, S]: candidates that begin a maskable unit (a token, or a word if `word_start`)."""
     if word_start is None:
         return candidates
@@ -50,8 +60,9 @@ def _group_starts(input_ids: np.ndarray, candidates: np.ndarray,
     return candidates & (word_start[input_ids] | ~after_candidate)
 
 
-def _choose(candidates: np.ndarray, starts: np.ndarray, budget: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
+def _choose(
+    candidates: np.ndarray, starts: np.ndarray, budget: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Bool [B, S]: whole groups taken in random order while they fit in each row's budget."""
     batch, length = candidates.shape
     group = np.cumsum(starts, axis=1) - 1  # group index of every candidate position

@@ -73,7 +73,10 @@ def build_pretraining_data(config: ConfigDict, workdir: str) -> PretrainingData:
     eval_examples = examples(eval_docs, config.seed + 1)
     logging.info(
         "Data: %d documents, %d train / %d eval sentence pairs of up to %d tokens.",
-        len(documents), len(train_examples), len(eval_examples), data.max_seq_length,
+        len(documents),
+        len(train_examples),
+        len(eval_examples),
+        data.max_seq_length,
     )
     train = PretrainingBatches(
         train_examples,

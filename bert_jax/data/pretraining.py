@@ -39,9 +39,18 @@ class PairExamples:
         return len(self.input_ids)
 
 
-def create_pair_examples(token_docs: list[TokenDocument], *, max_seq_length: int,
-                         short_seq_prob: float, sentence_task: str, cls_id: int, sep_id: int,
-                         pad_id: int, seed: int, dupe_factor: int = 1) -> PairExamples:
+def create_pair_examples(
+    token_docs: list[TokenDocument],
+    *,
+    max_seq_length: int,
+    short_seq_prob: float,
+    sentence_task: str,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    seed: int,
+    dupe_factor: int = 1,
+) -> PairExamples:
     """All pairs of `dupe_factor` passes over the shuffled documents, themselves shuffled.
 
     NSP: B is the text after A, or (label 1) text from another document, always so when the
@@ -51,23 +60,30 @@ def create_pair_examples(token_docs: list[TokenDocument], *, max_seq_length: int
     if sentence_task not in SENTENCE_TASKS:
         raise UserError(f"sentence_task={sentence_task!r} is unknown; use one of {SENTENCE_TASKS}.")
     if max_seq_length < 5:
-        raise UserError(f"data.max_seq_length={max_seq_length} leaves no room for a pair; use 5 "
-                        "or more.")
+        raise UserError(
+            f"data.max_seq_length={max_seq_length} leaves no room for a pair; use 5 or more."
+        )
     docs = [doc for doc in ([s for s in doc if s] for doc in token_docs) if doc]
     rng = np.random.default_rng(seed)
     rng.shuffle(docs)
     pairs = []
     for _ in range(dupe_factor):
         for index in range(len(docs)):
-            pairs += _document_pairs(docs, index, max_seq_length, short_seq_prob, sentence_task,
-                                     rng)
+            pairs += _document_pairs(
+                docs, index, max_seq_length, short_seq_prob, sentence_task, rng
+            )
     order = rng.permutation(len(pairs))
     return _to_arrays([pairs[i] for i in order], max_seq_length, cls_id, sep_id, pad_id)
 
 
-def _document_pairs(docs: list[TokenDocument], index: int, max_seq_length: int,
-                    short_seq_prob: float, task: str, rng: np.random.Generator
-                    ) -> list[tuple[Segment, Segment, int]]:
+def _document_pairs(
+    docs: list[TokenDocument],
+    index: int,
+    max_seq_length: int,
+    short_seq_prob: float,
+    task: str,
+    rng: np.random.Generator,
+) -> list[tuple[Segment, Segment, int]]:
     """The (A, B, label) pairs of one document: chunks of sentences up to a target length."""
     max_tokens = max_seq_length - (2 if task == "none" else 3)
     target = max_tokens
@@ -93,8 +109,13 @@ def _document_pairs(docs: list[TokenDocument], index: int, max_seq_length: int,
     return pairs
 
 
-def _nsp_pair(docs: list[TokenDocument], index: int, chunk: list[Segment], target: int,
-              rng: np.random.Generator) -> tuple[tuple[Segment, Segment, int], int]:
+def _nsp_pair(
+    docs: list[TokenDocument],
+    index: int,
+    chunk: list[Segment],
+    target: int,
+    rng: np.random.Generator,
+) -> tuple[tuple[Segment, Segment, int], int]:
     """A pair for next-sentence prediction, and how many chunk sentences it left unused."""
     a_end = int(rng.integers(1, len(chunk))) if len(chunk) > 1 else 1
     a = _concat(chunk[:a_end])
@@ -106,15 +127,16 @@ def _nsp_pair(docs: list[TokenDocument], index: int, chunk: list[Segment], targe
         if other != index:
             break
     b: Segment = []
-    for sentence in docs[other][int(rng.integers(len(docs[other]))):]:
+    for sentence in docs[other][int(rng.integers(len(docs[other]))) :]:
         b += sentence
         if len(b) >= target - len(a):
             break
     return (a, b, 1), len(chunk) - a_end
 
 
-def _sop_pair(chunk: list[Segment], rng: np.random.Generator
-              ) -> tuple[Segment, Segment, int] | None:
+def _sop_pair(
+    chunk: list[Segment], rng: np.random.Generator
+) -> tuple[Segment, Segment, int] | None:
     """A pair for sentence-order prediction (ALBERT), or None for a one-token chunk."""
     if len(chunk) > 1:
         a_end = int(rng.integers(1, len(chunk)))
@@ -139,16 +161,21 @@ def _truncate_pair(a: Segment, b: Segment, max_tokens: int, rng: np.random.Gener
         del longer[0 if rng.random() < 0.5 else -1]
 
 
-def _to_arrays(pairs: list[tuple[Segment, Segment, int]], max_seq_length: int, cls_id: int,
-               sep_id: int, pad_id: int) -> PairExamples:
+def _to_arrays(
+    pairs: list[tuple[Segment, Segment, int]],
+    max_seq_length: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+) -> PairExamples:
     """Packs the pairs into padded int32 arrays."""
     input_ids = np.full((len(pairs), max_seq_length), pad_id, np.int32)
     token_type_ids = np.zeros((len(pairs), max_seq_length), np.int32)
     for row, (a, b, _) in enumerate(pairs):
         first = [cls_id, *a, sep_id]
         second = [*b, sep_id] if b else []
-        input_ids[row, :len(first) + len(second)] = first + second
-        token_type_ids[row, len(first):len(first) + len(second)] = 1
+        input_ids[row, : len(first) + len(second)] = first + second
+        token_type_ids[row, len(first) : len(first) + len(second)] = 1
     labels = np.array([label for _, _, label in pairs], np.int32)
     return PairExamples(input_ids, token_type_ids, labels, pad_id)
 
@@ -164,9 +191,13 @@ def split_documents(docs: list, eval_fraction: float, seed: int) -> tuple[list, 
     if eval_fraction == 0:
         return list(docs), []
     if len(docs) < 2:
-        raise UserError(f"data.eval_fraction={eval_fraction} needs at least 2 documents to hold "
-                        f"some out but the corpus has {len(docs)}; add documents or set it to 0.")
+        raise UserError(
+            f"data.eval_fraction={eval_fraction} needs at least 2 documents to hold "
+            f"some out but the corpus has {len(docs)}; add documents or set it to 0."
+        )
     num_eval = min(len(docs) - 1, max(1, round(eval_fraction * len(docs))))
     held_out = set(np.random.default_rng(seed).permutation(len(docs))[:num_eval].tolist())
-    return ([doc for i, doc in enumerate(docs) if i not in held_out],
-            [doc for i, doc in enumerate(docs) if i in held_out])
+    return (
+        [doc for i, doc in enumerate(docs) if i not in held_out],
+        [doc for i, doc in enumerate(docs) if i in held_out],
+    )

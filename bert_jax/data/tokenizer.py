@@ -54,19 +54,30 @@ class Tokenizer:
         model = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(sentences), model_writer=model, model_type="bpe",
-                vocab_size=vocab_size, hard_vocab_limit=False,
-                pad_id=PAD_ID, pad_piece=SPECIAL_TOKENS[PAD_ID],
-                unk_id=UNK_ID, unk_piece=SPECIAL_TOKENS[UNK_ID], bos_id=-1, eos_id=-1,
+                sentence_iterator=iter(sentences),
+                model_writer=model,
+                model_type="bpe",
+                vocab_size=vocab_size,
+                hard_vocab_limit=False,
+                pad_id=PAD_ID,
+                pad_piece=SPECIAL_TOKENS[PAD_ID],
+                unk_id=UNK_ID,
+                unk_piece=SPECIAL_TOKENS[UNK_ID],
+                bos_id=-1,
+                eos_id=-1,
                 # Control symbols, unlike user-defined ones, are never produced from text, so a
                 # literal "[MASK]" in the corpus stays ordinary text.
                 control_symbols=list(SPECIAL_TOKENS[CLS_ID:]),
-                num_threads=1, shuffle_input_sentence=False, minloglevel=2,
+                num_threads=1,
+                shuffle_input_sentence=False,
+                minloglevel=2,
             )
         except RuntimeError as error:
-            raise UserError(f"data.vocab_size={vocab_size} could not be trained on this corpus "
-                            f"({str(error).split('] ')[-1]}); raise data.vocab_size or give "
-                            "more text.") from None
+            raise UserError(
+                f"data.vocab_size={vocab_size} could not be trained on this corpus "
+                f"({str(error).split('] ')[-1]}); raise data.vocab_size or give "
+                "more text."
+            ) from None
         return cls(model.getvalue())
 
     @classmethod
@@ -135,11 +146,17 @@ class Tokenizer:
         """Bool [vocab_size]: True for specials and for pieces that begin a word (for whole-word
         masking)."""
         pieces = map(self._processor.id_to_piece, range(self.vocab_size))
-        return np.array([i < len(SPECIAL_TOKENS) or piece.startswith(_WORD_START)
-                         for i, piece in enumerate(pieces)])
+        return np.array(
+            [
+                i < len(SPECIAL_TOKENS) or piece.startswith(_WORD_START)
+                for i, piece in enumerate(pieces)
+            ]
+        )
 
 
 def _reject(origin: str, reason: str) -> NoReturn:
     """Raises the error for a model that bert_jax cannot use."""
-    raise UserError(f"data.tokenizer: {origin} cannot be used ({reason}); point data.tokenizer "
-                    "at a model saved by bert_jax, or unset it to train a new one.")
+    raise UserError(
+        f"data.tokenizer: {origin} cannot be used ({reason}); point data.tokenizer "
+        "at a model saved by bert_jax, or unset it to train a new one."
+    )

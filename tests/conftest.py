@@ -1,0 +1,115 @@
+"""Shared helpers: run the entry point as a user would, and read what it left in the workdir."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "configs", "pretrain.py")
+
+# A run small enough for a test: seconds per process on 2 CPU cores.
+TINY = {
+    "num_train_steps": 16,
+    "warmup_steps": 2,
+    "batch_size": 8,
+    "log_every_steps": 2,
+    "eval_every_steps": 4,
+    "checkpoint_every_steps": 4,
+    "histogram_every_steps": 8,
+    "model.hidden_size": 32,
+    "model.num_heads": 2,
+    "model.intermediate_size": 64,
+    "data.vocab_size": 300,
+    "data.max_seq_length": 32,
+    "data.eval_batch_size": 8,
+    "data.max_eval_batches": 2,
+    "data.dupe_factor": 1,
+}
+
+
+def main_command(workdir: str, **overrides) -> list[str]:
+    settings = TINY | overrides
+    flags = [f"--config.{key}={value}" for key, value in settings.items()]
+    command = [sys.executable, "-m", "bert_jax.main", f"--config={CONFIG}", f"--workdir={workdir}"]
+    return command + flags
+
+
+def run_main(workdir: str, env: dict | None = None, **overrides) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        main_command(workdir, **overrides),
+        cwd=REPO,
+        env=os.environ | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
+    """tag -> step -> value; a step logged again after a resume keeps its newest value."""
+    import tensorflow as tf
+
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*")), key=_event_order):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    number = float(tf.make_ndarray(value.tensor))
+                    scalars.setdefault(value.tag, {})[event.step] = number
+    return scalars
+
+
+def event_tags(workdir: str) -> dict[str, set[str]]:
+    """plugin name -> tags written, across all event files in the workdir."""
+    import tensorflow as tf
+
+    tags: dict[str, set[str]] = {}
+    for path in glob.glob(os.path.join(workdir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                tags.setdefault(plugin, set()).add(value.tag)
+    return tags
+
+
+def _event_order(path: str) -> tuple[int, str]:
+    # events.out.tfevents.<seconds>.<host>.<pid>.<n>: order by creation time.
+    return int(os.path.basename(path).split(".")[3]), path
+
+
+def final_params(workdir: str) -> dict[str, np.ndarray]:
+    """Flattened parameters of the newest checkpoint, as NumPy arrays."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    directory = os.path.join(workdir, "checkpoints")
+    step = max(int(name) for name in os.listdir(directory) if name.isdigit())
+    state = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), "state"))
+    flat = jax.tree_util.tree_flatten_with_path(state["params"])[0]
+    return {jax.tree_util.keystr(path): np.asarray(value) for path, value in flat}
+
+
+def snapshot(directory: str) -> dict[str, bytes]:
+    """Every file under `directory` with its bytes: to prove a failed run changed nothing."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, directory)] = f.read()
+    return files
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path) -> str:
+    """A small corpus file in the original BERT format, built from the default corpus."""
+    from bert_jax.data.corpus import default_corpus
+
+    path = tmp_path / "corpus.txt"
+    docs = default_corpus()[:40]
+    path.write_text("\n\n".join("\n".join(doc) for doc in docs) + "\n")
+    return str(path)

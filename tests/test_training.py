@@ -1,0 +1,96 @@
+"""End to end on the embedded default corpus: it learns, logs every promised tag, keeps the best."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import event_tags, final_params, read_scalars, run_main
+
+pytestmark = pytest.mark.slow
+
+TRAIN_TAGS = {
+    "train/loss",
+    "train/mlm_loss",
+    "train/mlm_accuracy",
+    "train/nsp_accuracy",
+    "train/learning_rate",
+    "train/grad_norm",
+    "train/param_norm",
+    "train/tokens_per_sec",
+}
+EVAL_TAGS = {"eval/mlm_loss", "eval/mlm_accuracy", "eval/nsp_accuracy", "eval/mlm_perplexity"}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("default"))
+    result = run_main(
+        workdir,
+        num_train_steps=150,
+        warmup_steps=10,
+        learning_rate=3e-3,
+        log_every_steps=10,
+        eval_every_steps=50,
+        checkpoint_every_steps=50,
+        histogram_every_steps=50,
+        max_checkpoints_to_keep=2,
+        batch_size=16,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
+def test_loss_goes_down_on_the_default_corpus(default_run):
+    scalars = read_scalars(default_run[0])
+    train = [scalars["train/mlm_loss"][s] for s in sorted(scalars["train/mlm_loss"])]
+    assert train[-1] < train[0] - 1.0, train
+    evals = [scalars["eval/mlm_loss"][s] for s in sorted(scalars["eval/mlm_loss"])]
+    assert evals[-1] < evals[0], evals
+
+
+def test_tensorboard_holds_every_promised_tag(default_run):
+    tags = event_tags(default_run[0])
+    assert TRAIN_TAGS | EVAL_TAGS <= tags["scalars"], tags["scalars"]
+    histograms = tags["histograms"]
+    assert any(t.startswith("params/") for t in histograms), histograms
+    assert any(t.startswith("grads/") for t in histograms), histograms
+    assert "hparams" in tags
+
+
+def test_progress_line_and_learning_rate(default_run):
+    workdir, result = default_run
+    assert "step 150/150 | loss" in result.stderr and "tokens/s | ETA" in result.stderr
+    lr = read_scalars(workdir)["train/learning_rate"]
+    assert lr[10] == pytest.approx(3e-3 * 9 / 10)  # the rate of update 10 (count 9) in warmup
+    assert lr[150] == pytest.approx(3e-3 * (1 / 140), rel=1e-4)
+
+
+def test_checkpoints_latest_n_and_best_kept_apart(default_run):
+    workdir, _ = default_run
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["100", "150"]
+    best = [name for name in os.listdir(os.path.join(workdir, "best")) if name.isdigit()]
+    evals = read_scalars(workdir)["eval/mlm_loss"]
+    assert best == [str(min(evals, key=evals.get))]
+    assert os.path.exists(os.path.join(workdir, "tokenizer.model"))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    workdir = str(tmp_path / "nan")
+    # The rate jumps by 1e30 at step 8: the run blows up right after the checkpoint at step 8.
+    result = run_main(
+        workdir,
+        **{
+            "optimizer.schedule": "step",
+            "optimizer.step_boundaries": "(0.5,)",
+            "optimizer.decay_rate": 1e30,
+            "optimizer.clip_norm": 0.0,
+            "checkpoint_every_steps": 2,
+        },
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and "at step" in message, message
+    steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+    assert steps and steps[-1] <= 9
+    assert all(np.isfinite(v).all() for v in final_params(workdir).values())
