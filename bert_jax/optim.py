@@ -53,12 +53,14 @@ def decay_mask(params) -> object:
 def build_optimizer(config: ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """The full update rule; accumulation wraps everything so the schedule counts real updates."""
     opt, schedule = config.optimizer, build_schedule(config)
+    moments = dict(b1=opt.b1, b2=opt.b2, eps=opt.eps)  # by keyword: eps_root follows eps
+    decay = dict(weight_decay=opt.weight_decay, mask=decay_mask)
     if opt.name == "adamw":
-        base = optax.adamw(schedule, opt.b1, opt.b2, opt.eps, opt.weight_decay, mask=decay_mask)
+        base = optax.adamw(schedule, **moments, **decay)
     elif opt.name == "lamb":
-        base = optax.lamb(schedule, opt.b1, opt.b2, opt.eps, opt.weight_decay, mask=decay_mask)
+        base = optax.lamb(schedule, **moments, **decay)
     elif opt.name == "adam":
-        base = optax.adam(schedule, opt.b1, opt.b2, opt.eps)
+        base = optax.adam(schedule, **moments)
     else:
         raise UserError(f"optimizer.name={opt.name!r} is unknown; use adamw, adam or lamb.")
     if opt.clip_norm < 0:

@@ -96,3 +96,33 @@ def test_multisteps_k_micro_batches_equal_one_big_batch(name):
     assert float(jnp.abs(big["w"] - params["w"]).max()) > 1e-3  # the updates really moved
     for key in params:
         np.testing.assert_allclose(small[key], big[key], rtol=1e-5, atol=1e-6)
+
+
+def test_adamw_matches_a_hand_written_reference():
+    """Two AdamW updates against the textbook formulas, decay masked off the bias."""
+    config = config_with(name="adamw", schedule="constant", clip_norm=0.0, weight_decay=0.1)
+    config.learning_rate, config.optimizer.eps = 0.01, 1e-6
+    tx, _ = build_optimizer(config)
+    rng = np.random.default_rng(1)
+    params = {"dense": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)}}
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    grads = [
+        jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+        for _ in range(2)
+    ]
+
+    state, got = tx.init(params), params
+    for g in grads:
+        updates, state = tx.update(g, state, got)
+        got = optax.apply_updates(got, updates)
+
+    b1, b2, eps, lr, wd = 0.9, 0.999, 1e-6, 0.01, 0.1
+    for name, decays in (("kernel", True), ("bias", False)):
+        p = np.asarray(params["dense"][name], np.float64)
+        m = v = np.zeros_like(p)
+        for t, g in enumerate(grads, start=1):
+            g = np.asarray(g["dense"][name], np.float64)
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            step = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+            p = p - lr * (step + (wd * p if decays else 0.0))
+        np.testing.assert_allclose(got["dense"][name], p, rtol=1e-5, atol=1e-6)

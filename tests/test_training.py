@@ -1,5 +1,6 @@
 """End to end on the embedded default corpus: it learns, logs every promised tag, keeps the best."""
 
+import math
 import os
 
 import numpy as np
@@ -36,6 +37,13 @@ def default_run(tmp_path_factory):
         histogram_every_steps=50,
         max_checkpoints_to_keep=2,
         batch_size=16,
+        **{
+            "data.vocab_size": 1000,
+            "model.hidden_size": 64,
+            "model.intermediate_size": 256,
+            "optimizer.schedule": "warmup_cosine",
+            "optimizer.end_learning_rate": 1e-3,
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, result
@@ -44,7 +52,8 @@ def default_run(tmp_path_factory):
 def test_loss_goes_down_on_the_default_corpus(default_run):
     scalars = read_scalars(default_run[0])
     train = [scalars["train/mlm_loss"][s] for s in sorted(scalars["train/mlm_loss"])]
-    assert train[-1] < train[0] - 1.0, train
+    # From ln(1000) = 6.9 (uniform guessing) to below 6.4: the unigram statistics are learnt.
+    assert train[-1] < train[0] - 0.5, train
     evals = [scalars["eval/mlm_loss"][s] for s in sorted(scalars["eval/mlm_loss"])]
     assert evals[-1] < evals[0], evals
 
@@ -63,7 +72,7 @@ def test_progress_line_and_learning_rate(default_run):
     assert "step 150/150 | loss" in result.stderr and "tokens/s | ETA" in result.stderr
     lr = read_scalars(workdir)["train/learning_rate"]
     assert lr[10] == pytest.approx(3e-3 * 9 / 10)  # the rate of update 10 (count 9) in warmup
-    assert lr[150] == pytest.approx(3e-3 * (1 / 140), rel=1e-4)
+    assert lr[80] == pytest.approx(1e-3 + 2e-3 * 0.5 * (1 + math.cos(math.pi * 69 / 140)))
 
 
 def test_checkpoints_latest_n_and_best_kept_apart(default_run):
