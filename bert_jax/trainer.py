@@ -159,8 +159,9 @@ class _Loop:
                     batch = put_batch(next(self.data.train), self.mesh)
                     state, step_metrics = self.train_step(state, batch)
                     self.window.add(step, step_metrics)
-                self.periodic_actions(step, state, batch, writer, stop.raised)
-                if stop.raised:
+                stopping = stop.raised  # read once: a later signal is handled at the next step
+                self.periodic_actions(step, state, batch, writer, stopping)
+                if stopping:
                     logging.warning("Stopped at step %d; rerun the same command to continue.", step)
                     break
         finally:
