@@ -3,8 +3,7 @@
 from ml_collections import ConfigDict
 
 from bert_jax.errors import UserError
-
-SENTENCE_TASKS = ("nsp", "sop", "none")
+from bert_jax.tasks import SENTENCE_TASKS
 
 
 def _require(ok: bool, message: str) -> None:

@@ -10,10 +10,10 @@ import math
 import numpy as np
 
 from bert_jax.errors import UserError
+from bert_jax.tasks import SENTENCE_TASKS
 
 Segment = list[int]
 TokenDocument = list[Segment]  # a document's sentences, each a list of token ids
-SENTENCE_TASKS = ("nsp", "sop", "none")
 
 
 def max_predictions_per_seq(max_seq_length: int, masked_lm_prob: float) -> int:

@@ -7,8 +7,7 @@ from flax import nnx
 from bert_jax.errors import UserError
 from bert_jax.model.bert import BertModel
 from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
-
-SENTENCE_TASKS = ("nsp", "sop", "none")
+from bert_jax.tasks import SENTENCE_TASKS
 
 
 class MaskedLMHead(nnx.Module):
