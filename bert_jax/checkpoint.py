@@ -10,7 +10,6 @@ import json
 import os
 from typing import Any
 
-import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -72,6 +71,10 @@ class Checkpoints:
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
+
+    def reached_preemption(self, step: int) -> bool:
+        """True on every host once any host of a multi-host job has been told it is preempted."""
+        return self.latest.reached_preemption(step)
 
     def restore_latest(
         self, abstract_state, config_json: str
@@ -141,8 +144,3 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[prefix + key] = value
     return flat
-
-
-def abstract_like(tree, sharding: jax.sharding.Sharding):
-    """Shapes and dtypes of `tree` placed on `sharding`: the restore target of a checkpoint."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -12,6 +12,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events, tokenizer.")
 flags.mark_flags_as_required(["workdir"])
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a multi-process job started by hand."
+)
+flags.DEFINE_integer("num_processes", None, "Processes in the job (with --coordinator_address).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
 
 def _fail(message: str) -> None:
@@ -45,7 +50,10 @@ def _quiet_library_info(record: py_logging.LogRecord) -> bool:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
+    from bert_jax import distributed
     from bert_jax.trainer import train_and_evaluate  # heavy imports after the flags are checked
+
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
     logging.get_absl_handler().addFilter(_quiet_library_info)
     logging.info("Config:\n%s", FLAGS.config)

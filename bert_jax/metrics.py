@@ -103,33 +103,29 @@ def param_histograms(tree, prefix: str) -> dict[str, np.ndarray]:
 
 
 class Progress:
-    """One console line per log: step, loss, throughput and time left."""
+    """Throughput between logs, and one console line per log: step, loss, speed, time left."""
 
-    def __init__(self, first_step: int, total_steps: int, tokens_per_step: int):
-        self.total_steps, self.tokens_per_step = total_steps, tokens_per_step
+    def __init__(self, first_step: int, total_steps: int):
+        self.total_steps = total_steps
         self._step, self._time = first_step, time.perf_counter()
         self._start_step, self._start_time = first_step, self._time
 
-    def update(self, step: int) -> float:
-        """Tokens per second since the previous call."""
+    def steps_per_sec(self, step: int) -> float:
+        """Steps per second since the previous call."""
         now = time.perf_counter()
-        rate = (step - self._step) * self.tokens_per_step / max(now - self._time, 1e-9)
+        rate = (step - self._step) / max(now - self._time, 1e-9)
         self._step, self._time = step, now
         return rate
 
-    def log(self, step: int, summary: dict[str, float], tokens_per_sec: float) -> None:
+    def log(self, step: int, summary: dict[str, float]) -> None:
         done = step - self._start_step
         per_step = (time.perf_counter() - self._start_time) / max(done, 1)
         eta = per_step * (self.total_steps - step)
         logging.info(
-            "step %d/%d | loss %.4f | mlm_acc %.3f | %.0f tokens/s | ETA %s",
-            step,
-            self.total_steps,
-            summary["loss"],
-            summary["mlm_accuracy"],
-            tokens_per_sec,
-            _duration(eta),
-        )
+            "step %d/%d | loss %.4f | mlm_acc %.3f | %.0f tokens/s | MFU %.1f%% | ETA %s",
+            step, self.total_steps, summary["loss"], summary["mlm_accuracy"],
+            summary["tokens_per_sec"], 100 * summary["mfu"], _duration(eta),
+        )  # fmt: skip
 
 
 def _duration(seconds: float) -> str:

@@ -9,31 +9,17 @@ import os
 import signal
 
 import jax
-import jax.numpy as jnp
 from absl import logging
-from flax import nnx
 from ml_collections import ConfigDict
 
+from bert_jax import flops, sharding
 from bert_jax import metrics as metrics_lib
-from bert_jax.checkpoint import Checkpoints, abstract_like, encode_meta
+from bert_jax.checkpoint import Checkpoints, encode_meta
 from bert_jax.config_checks import validate_config
 from bert_jax.data.pipeline import TOKENIZER_FILE, PretrainingData, build_pretraining_data
-from bert_jax.model import BertForPreTraining, bert_config
 from bert_jax.optim import build_optimizer
-from bert_jax.sharding import check_batch_size, make_mesh, put_batch, replicated
+from bert_jax.train_state import StateSpec, state_spec
 from bert_jax.train_step import make_eval_step, make_loss_and_grad, make_train_step
-
-MODEL_OVERRIDES = (
-    "num_layers",
-    "hidden_size",
-    "num_heads",
-    "intermediate_size",
-    "max_position_embeddings",
-    "hidden_dropout",
-    "attention_dropout",
-    "dtype",
-    "remat",
-)
 
 
 class _StopFlag:
@@ -48,19 +34,11 @@ class _StopFlag:
         self.raised = True
 
 
-def build_model(config: ConfigDict, vocab_size: int) -> BertForPreTraining:
-    model_config = bert_config(
-        config.model.preset, vocab_size, **{k: config.model[k] for k in MODEL_OVERRIDES}
-    )
-    return BertForPreTraining(
-        model_config, sentence_task=config.sentence_task, rngs=nnx.Rngs(config.seed)
-    )
-
-
-def evaluate(eval_step, params, batches, mesh, sentence_task: str) -> dict[str, float]:
+def evaluate(eval_step, params, batches, batch_sharding, sentence_task: str) -> dict[str, float]:
     sums: dict[str, float] = {}
     for batch in batches:
-        for key, value in jax.device_get(eval_step(params, put_batch(batch, mesh))).items():
+        metrics = eval_step(params, sharding.put_batch(batch, batch_sharding))
+        for key, value in jax.device_get(metrics).items():
             sums[key] = sums.get(key, 0.0) + float(value)
     return metrics_lib.summarize(sums, len(batches), sentence_task)
 
@@ -68,19 +46,12 @@ def evaluate(eval_step, params, batches, mesh, sentence_task: str) -> dict[str, 
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     """Runs (or continues) pretraining in `workdir`; returns the final train state."""
     validate_config(config)
-    mesh = make_mesh()
-    check_batch_size(config.batch_size, mesh)
-    check_batch_size(config.data.eval_batch_size, mesh, key="data.eval_batch_size")
+    mesh = sharding.make_mesh(config)
+    sharding.check_batch_size(config.batch_size, mesh, config, "batch_size")
+    sharding.check_batch_size(config.data.eval_batch_size, mesh, config, "data.eval_batch_size")
     data = build_pretraining_data(config, workdir)
-    vocab_size = data.tokenizer.vocab_size
     tx, schedule = build_optimizer(config)
-
-    def init_state():
-        params = nnx.to_pure_dict(nnx.state(build_model(config, vocab_size), nnx.Param))
-        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
-
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: build_model(config, vocab_size)))
-    state_sharding = replicated(mesh)
+    spec = state_spec(config, data.tokenizer.vocab_size, tx, mesh)
 
     # Nothing has been written so far; from here on the workdir is ours.
     os.makedirs(workdir, exist_ok=True)
@@ -91,17 +62,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         best_mode=config.best_mode,
     )
     try:
-        abstract_state = abstract_like(jax.eval_shape(init_state), state_sharding)
-        restored = checkpoints.restore_latest(abstract_state, config.to_json())
+        restored = checkpoints.restore_latest(spec.abstract, config.to_json())
         if restored is None:
-            state, progress = jax.jit(init_state, out_shardings=state_sharding)(), None
+            state, progress = spec.init(), None
         else:
             step, state, progress, _ = restored
             logging.info("Resuming from the checkpoint at step %d.", step)
         tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
         if jax.process_index() == 0 and not os.path.exists(tokenizer_path):
             data.tokenizer.save(tokenizer_path)
-        loop = _Loop(config, workdir, mesh, data, checkpoints, graphdef, tx, schedule)
+        loop = _Loop(config, workdir, mesh, data, checkpoints, spec, tx, schedule)
         return loop.run(state, progress)
     finally:
         checkpoints.wait()
@@ -112,21 +82,42 @@ class _Loop:
     """The step loop with its periodic actions; owns the metric writer and the metric window."""
 
     def __init__(
-        self, config, workdir, mesh, data: PretrainingData, checkpoints, graphdef, tx, schedule
-    ):
+        self, config, workdir, mesh, data: PretrainingData, checkpoints, spec: StateSpec, tx,
+        schedule,
+    ):  # fmt: skip
         self.config, self.workdir, self.mesh, self.data = config, workdir, mesh, data
         self.checkpoints, self.schedule = checkpoints, schedule
         self.meta = encode_meta(config.to_json(), data.tokenizer.to_bytes())
         self.window = metrics_lib.MetricWindow()
-        state_sharding = replicated(mesh)
+        self.batch_sharding = sharding.batch_sharding(mesh, config)
+        replicated = sharding.replicated(mesh)
         self.train_step = jax.jit(
-            make_train_step(graphdef, tx, config.seed),
-            in_shardings=(state_sharding, None),
-            out_shardings=(state_sharding, state_sharding),
+            make_train_step(spec.graphdef, tx, config.seed),
+            in_shardings=(spec.shardings, self.batch_sharding),
+            out_shardings=(spec.shardings, replicated),
             donate_argnums=0,
         )
-        self.eval_step = jax.jit(make_eval_step(graphdef))
-        self.loss_and_grad = jax.jit(make_loss_and_grad(graphdef))
+        params_sharding = spec.shardings["params"]
+        self.eval_step = jax.jit(
+            make_eval_step(spec.graphdef),
+            in_shardings=(params_sharding, self.batch_sharding),
+            out_shardings=replicated,
+        )
+        self.loss_and_grad = jax.jit(
+            make_loss_and_grad(spec.graphdef),
+            in_shardings=(params_sharding, self.batch_sharding, None),
+            out_shardings=(replicated, params_sharding),
+        )
+        accum = config.optimizer.grad_accum_steps
+        self.tokens_per_step = config.batch_size * config.data.max_seq_length * accum
+        self.flops_per_step = accum * flops.train_flops_per_step(
+            spec.model_config,
+            config.batch_size,
+            config.data.max_seq_length,
+            data.max_predictions,
+            sentence_head=config.sentence_task != "none",
+        )
+        self.peak_flops = flops.peak_flops_per_device(config.peak_flops_per_device)
 
     def progress_state(self) -> dict:
         return {"data": self.data.train.get_state(), "metrics": self.window.state()}
@@ -140,26 +131,25 @@ class _Loop:
         writer = metrics_lib.create_writer(self.workdir)
         if first_step == 0:
             writer.write_hparams(metrics_lib.flat_config(config))
-        tokens_per_step = config.batch_size * config.data.max_seq_length * accum
-        self.progress = metrics_lib.Progress(first_step, config.num_train_steps, tokens_per_step)
-        devices = self.mesh.devices.size
+        self.progress = metrics_lib.Progress(first_step, config.num_train_steps)
         logging.info(
-            "Steps %d..%d: global batch %d (%d per device, %d devices) x %d micro-batches.",
-            first_step,
-            config.num_train_steps,
-            config.batch_size,
-            config.batch_size // devices,
-            devices,
-            accum,
-        )
+            "Steps %d..%d on mesh %s (%d processes): global batch %d, %d per batch shard, "
+            "x %d micro-batches; %.3g model FLOPs per step, peak %.3g FLOP/s per device.",
+            first_step, config.num_train_steps, dict(self.mesh.shape), jax.process_count(),
+            config.batch_size, config.batch_size // sharding.batch_shards(self.mesh, config),
+            accum, self.flops_per_step,
+            self.peak_flops,
+        )  # fmt: skip
         stop = _StopFlag()
         try:
             for step in range(first_step + 1, config.num_train_steps + 1):
                 for _ in range(accum):
-                    batch = put_batch(next(self.data.train), self.mesh)
+                    batch = sharding.put_batch(next(self.data.train), self.batch_sharding)
                     state, step_metrics = self.train_step(state, batch)
                     self.window.add(step, step_metrics)
-                stopping = stop.raised  # read once: a later signal is handled at the next step
+                # Read once: a later signal is handled at the next step. On TPU pods Orbax
+                # also tells every host that one of them is being preempted.
+                stopping = stop.raised or self.checkpoints.reached_preemption(step)
                 self.periodic_actions(step, state, batch, writer, stopping)
                 if stopping:
                     logging.warning("Stopped at step %d; rerun the same command to continue.", step)
@@ -168,15 +158,25 @@ class _Loop:
             writer.close()
         return state
 
+    def throughput(self, step: int) -> dict[str, float]:
+        steps_per_sec = self.progress.steps_per_sec(step)
+        tokens_per_sec = steps_per_sec * self.tokens_per_step
+        devices = jax.device_count()
+        return {
+            "tokens_per_sec": tokens_per_sec,
+            "tokens_per_sec_per_device": tokens_per_sec / devices,
+            "mfu": steps_per_sec * self.flops_per_step / (devices * self.peak_flops),
+        }
+
     def periodic_actions(self, step: int, state: dict, batch: dict, writer, stopping: bool):
         config = self.config
         last = step == config.num_train_steps
         if step % config.log_every_steps == 0 or last:
             summary = self.window.pop_summary(config.sentence_task)
             summary["learning_rate"] = float(self.schedule(step - 1))  # rate of this update
-            summary["tokens_per_sec"] = self.progress.update(step)
+            summary |= self.throughput(step)
             writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
-            self.progress.log(step, summary, summary["tokens_per_sec"])
+            self.progress.log(step, summary)
         if step % config.histogram_every_steps == 0:
             _, grads = self.loss_and_grad(state["params"], batch, None)
             writer.write_histograms(
@@ -190,7 +190,7 @@ class _Loop:
                 self.eval_step,
                 state["params"],
                 self.data.eval_batches,
-                self.mesh,
+                self.batch_sharding,
                 config.sentence_task,
             )
             summary = {f"eval/{k}": v for k, v in summary.items()}

@@ -24,6 +24,28 @@ def get_config() -> config_dict.ConfigDict:
     c.best_metric = "eval/mlm_loss"
     c.best_mode = "min"  # "min" or "max"
 
+    # Compute dtype: float32, or bfloat16 on TPU/GPU. Parameters and optimizer state stay
+    # float32; LayerNorm, softmax and the losses are computed in float32 either way.
+    c.dtype = "float32"
+
+    # Devices form a (data, fsdp, tensor) mesh; one size may be -1 to take the rest.
+    c.mesh = config_dict.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+    # Logical axis (as the model names parameter axes, plus "batch") -> mesh axes.
+    c.sharding_rules = (
+        ("batch", ("data", "fsdp")),
+        ("vocab", "tensor"),
+        ("embed", "fsdp"),
+        ("heads", "tensor"),
+        ("kv", None),
+        ("mlp", "tensor"),
+        ("layers", None),
+    )
+    # Peak FLOP/s of one device for MFU; unset: the table for TPUs/GPUs, a measurement on CPU.
+    c.peak_flops_per_device = config_dict.placeholder(float)
+
     c.model = config_dict.ConfigDict()
     c.model.preset = "tiny"  # tiny, mini, small, medium, base, large
     # Overrides of the preset; unset keeps the preset's value.
@@ -34,7 +56,6 @@ def get_config() -> config_dict.ConfigDict:
     c.model.max_position_embeddings = 512
     c.model.hidden_dropout = 0.1
     c.model.attention_dropout = 0.1
-    c.model.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
     c.model.remat = False
 
     c.data = config_dict.ConfigDict()

@@ -19,6 +19,8 @@ TRAIN_TAGS = {
     "train/grad_norm",
     "train/param_norm",
     "train/tokens_per_sec",
+    "train/tokens_per_sec_per_device",
+    "train/mfu",
 }
 EVAL_TAGS = {"eval/mlm_loss", "eval/mlm_accuracy", "eval/nsp_accuracy", "eval/mlm_perplexity"}
 

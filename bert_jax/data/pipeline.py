@@ -19,7 +19,8 @@ TOKENIZER_FILE = "tokenizer.model"
 class PretrainingData:
     tokenizer: Tokenizer
     train: PretrainingBatches
-    eval_batches: list[dict]
+    eval_batches: list[dict]  # this process's rows of each eval batch
+    max_predictions: int  # masked positions per sequence, shared with the MLM head
 
 
 def resolve_tokenizer(config: ConfigDict, workdir: str, documents) -> Tokenizer:
@@ -92,5 +93,7 @@ def build_pretraining_data(config: ConfigDict, workdir: str) -> PretrainingData:
         seed=config.seed + 1,
         masking=masking,
         num_batches=data.max_eval_batches,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
     )
-    return PretrainingData(tokenizer, train, eval_batches)
+    return PretrainingData(tokenizer, train, eval_batches, masking["max_predictions"])
