@@ -88,7 +88,15 @@ def final_params(workdir: str) -> dict[str, np.ndarray]:
 
     directory = os.path.join(workdir, "checkpoints")
     step = max(int(name) for name in os.listdir(directory) if name.isdigit())
-    state = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), "state"))
+    path = os.path.join(directory, str(step), "state")
+    checkpointer = ocp.StandardCheckpointer()
+    # Onto this process's first device, whatever mesh wrote the checkpoint.
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        checkpointer.metadata(path).item_metadata,
+    )
+    state = checkpointer.restore(path, target)
     flat = jax.tree_util.tree_flatten_with_path(state["params"])[0]
     return {jax.tree_util.keystr(path): np.asarray(value) for path, value in flat}
 
