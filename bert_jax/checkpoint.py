@@ -22,7 +22,9 @@ def _manager(directory: str, **options) -> ocp.CheckpointManager:
     # cleanup_tmp_directories: a save killed half-way leaves only a temporary directory, which is
     # removed here and never mistaken for a checkpoint.
     options = ocp.CheckpointManagerOptions(cleanup_tmp_directories=True, create=True, **options)
-    return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=ITEMS)
+    # Orbax wants absolute paths; a remote one (gs://...) already is.
+    directory = directory if "://" in directory else os.path.abspath(directory)
+    return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
 
 
 def encode_meta(config_json: str, tokenizer_bytes: bytes) -> dict[str, str]:

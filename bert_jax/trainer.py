@@ -5,11 +5,11 @@ continues exactly where the last one stopped (bitwise on CPU): the data position
 metric sums travel in the checkpoint, and dropout keys derive from (seed, step).
 """
 
-import os
 import signal
 
 import jax
 from absl import logging
+from etils import epath
 from ml_collections import ConfigDict
 
 from bert_jax import flops, sharding
@@ -54,7 +54,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     spec = state_spec(config, data.tokenizer.vocab_size, tx, mesh)
 
     # Nothing has been written so far; from here on the workdir is ours.
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     checkpoints = Checkpoints(
         workdir,
         max_to_keep=config.max_checkpoints_to_keep,
@@ -68,8 +68,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         else:
             step, state, progress, _ = restored
             logging.info("Resuming from the checkpoint at step %d.", step)
-        tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
-        if jax.process_index() == 0 and not os.path.exists(tokenizer_path):
+        tokenizer_path = epath.Path(workdir) / TOKENIZER_FILE
+        if jax.process_index() == 0 and not tokenizer_path.exists():
             data.tokenizer.save(tokenizer_path)
         loop = _Loop(config, workdir, mesh, data, checkpoints, spec, tx, schedule)
         return loop.run(state, progress)

@@ -7,10 +7,13 @@ is what the sentence-pair (NSP/SOP) construction in `pretraining.py` needs.
 import glob
 import importlib
 import inspect
+import io
 import os
 import re
 import sys
 import warnings
+
+from etils import epath
 
 from bert_jax.errors import UserError
 
@@ -137,9 +140,7 @@ def _matching_files(spec: str) -> list[str]:
     """The files a comma-separated list of paths or globs names, each pattern sorted."""
     files = []
     for pattern in filter(None, (p.strip() for p in spec.split(","))):
-        matches = sorted(
-            p for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p)
-        )
+        matches = sorted(_glob(pattern))
         if not matches:
             raise UserError(
                 f"data.corpus: no file matches {pattern!r}; set data.corpus to "
@@ -149,10 +150,20 @@ def _matching_files(spec: str) -> list[str]:
     return files
 
 
+def _glob(pattern: str) -> list[str]:
+    """Files matching a local pattern (`**` allowed) or a remote one such as gs://bucket/*.txt."""
+    if "://" in pattern:
+        import tensorflow as tf  # remote file systems; imported only when needed
+
+        return [p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p)]
+    local = glob.glob(os.path.expanduser(pattern), recursive=True)
+    return [p for p in local if os.path.isfile(p)]
+
+
 def _read_bert_text(path: str) -> list[Document]:
     """Parses one file of sentences, one per line, with blank lines between documents."""
     documents: list[Document] = [[]]
-    with open(path, encoding="utf-8", errors="replace") as lines:
+    with epath.Path(path).open("rb") as raw, io.TextIOWrapper(raw, "utf-8", "replace") as lines:
         for line in lines:
             sentence = " ".join(line.split())
             if sentence:

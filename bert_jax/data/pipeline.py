@@ -1,10 +1,10 @@
 """Config -> tokenizer and pretraining batches: text, tokens, sentence pairs, masked batches."""
 
 import dataclasses
-import os
 
 import jax
 from absl import logging
+from etils import epath
 from ml_collections import ConfigDict
 
 from bert_jax.data.batches import PretrainingBatches, fixed_batches
@@ -25,8 +25,8 @@ class PretrainingData:
 
 def resolve_tokenizer(config: ConfigDict, workdir: str, documents) -> Tokenizer:
     """The workdir's own tokenizer when resuming, else the configured file, else a new one."""
-    saved = os.path.join(workdir, TOKENIZER_FILE)
-    if os.path.exists(saved):
+    saved = epath.Path(workdir) / TOKENIZER_FILE
+    if saved.exists():
         return Tokenizer.load(saved)
     if config.data.tokenizer:
         return Tokenizer.load(config.data.tokenizer)

@@ -11,6 +11,7 @@ from typing import NoReturn
 
 import numpy as np
 import sentencepiece as spm
+from etils import epath
 
 from bert_jax.data.corpus import Document
 from bert_jax.errors import UserError
@@ -93,16 +94,14 @@ class Tokenizer:
     def load(cls, path: str | os.PathLike) -> "Tokenizer":
         """Reads a SentencePiece `.model` file (the format `save` writes)."""
         try:
-            with open(path, "rb") as file:
-                data = file.read()
+            data = epath.Path(path).read_bytes()  # local or remote (gs://...)
         except OSError as error:
             _reject(str(path), error.strerror or "unreadable")
         return cls(data, origin=str(path))
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the model as a SentencePiece `.model` file."""
-        with open(path, "wb") as file:
-            file.write(self._model)
+        epath.Path(path).write_bytes(self._model)
 
     @property
     def vocab_size(self) -> int:
