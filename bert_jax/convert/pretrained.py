@@ -1,0 +1,83 @@
+"""This project's pretrained weights directory, what every converter reads into or writes from:
+
+    DIR/bert_config.json     the BertConfig fields
+    DIR/params/              Orbax StandardCheckpointer save of the float32 params dict
+    DIR/vocab.txt + DIR/tokenizer_config.json  (WordPiece)  or  DIR/tokenizer.model (SentencePiece)
+
+The params are those of a BertForPreTraining; the pooler, MLM or NSP head may be missing
+(`Pretrained.absent`), for their user to initialise.
+"""
+
+import dataclasses
+import json
+import os
+
+import orbax.checkpoint as ocp
+from flax import traverse_util
+
+from bert_jax.convert.config_json import read_json
+from bert_jax.convert.names import NAMES
+from bert_jax.convert.tensors import absent_groups
+from bert_jax.convert.tokenizer_files import AnyTokenizer, read_tokenizer, write_tokenizer
+from bert_jax.errors import UserError
+from bert_jax.model import BertConfig
+
+CONFIG_FILE = "bert_config.json"
+PARAMS_DIR = "params"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+    """BERT weights with their config and tokenizer, from any source this package reads."""
+
+    config: BertConfig
+    params: dict  # nested like nnx.to_pure_dict(nnx.state(BertForPreTraining(...), nnx.Param))
+    tokenizer: AnyTokenizer
+
+    @property
+    def absent(self) -> tuple[str, ...]:
+        """The optional groups ("bert/pooler", "mlm", "sentence") the params lack."""
+        flat = traverse_util.flatten_dict(self.params, sep="/")
+        return absent_groups([name for name in NAMES if name.path not in flat])
+
+
+def is_pretrained_dir(directory: str) -> bool:
+    """Whether `directory` looks like a pretrained weights directory of this project."""
+    return os.path.isdir(os.path.join(directory, PARAMS_DIR))
+
+
+def new_output_dir(directory: str) -> None:
+    """Creates `directory`, refusing one that holds anything: a conversion never overwrites."""
+    if os.path.exists(directory) and not (os.path.isdir(directory) and not os.listdir(directory)):
+        raise UserError(f"{directory} is not empty; choose a new output directory.")
+    os.makedirs(directory, exist_ok=True)
+
+
+def save_pretrained(directory: str, pretrained: Pretrained) -> None:
+    """Writes `pretrained` as a new pretrained weights directory."""
+    new_output_dir(directory)
+    with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as file:
+        json.dump(dataclasses.asdict(pretrained.config), file, indent=2)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.abspath(os.path.join(directory, PARAMS_DIR)), pretrained.params)
+    checkpointer.wait_until_finished()
+    write_tokenizer(directory, pretrained.tokenizer)
+
+
+def load_pretrained(directory: str) -> Pretrained:
+    """Reads a pretrained weights directory written by `save_pretrained`."""
+    if not is_pretrained_dir(directory):
+        raise UserError(
+            f"{directory} is not a pretrained weights directory (no {PARAMS_DIR}/); create one "
+            "with python -m bert_jax.convert."
+        )
+    fields = read_json(os.path.join(directory, CONFIG_FILE))
+    try:
+        config = BertConfig(**fields)
+    except TypeError as error:
+        raise UserError(f"{directory}/{CONFIG_FILE} is not a BertConfig ({error}).") from None
+    params = ocp.StandardCheckpointer().restore(
+        os.path.abspath(os.path.join(directory, PARAMS_DIR))
+    )
+    tokenizer = read_tokenizer(directory, config.vocab_size)
+    return Pretrained(config, params, tokenizer)
