@@ -1,7 +1,6 @@
 """Weight conversion: parity with Hugging Face (PyTorch) outputs, Google TF checkpoints, round
 trips, training workdirs, the command line, and clear failures on inconsistent checkpoints."""
 
-import inspect
 import json
 import os
 import re
@@ -36,10 +35,6 @@ from bert_jax.model import BertForPreTraining, BertModel
 from bert_jax.train_state import model_config
 from configs import pretrain as pretrain_config
 from conftest import REPO
-
-# Importing torch replaces inspect.getfile (torch.package); put the standard one back, or
-# default_corpus(), which reads the standard library's docstrings, changes for later tests.
-inspect.getfile = torch.package.package_importer._orig_getfile
 
 HF_CONFIG = dict(
     vocab_size=120,

@@ -4,14 +4,13 @@ Every source yields documents, each a list of sentences (non-empty, whitespace-c
 is what the sentence-pair (NSP/SOP) construction in `pretraining.py` needs.
 """
 
+import ast
 import glob
-import importlib
-import inspect
+import importlib.util
 import io
 import os
 import re
 import sys
-import warnings
 
 from etils import epath
 
@@ -75,8 +74,8 @@ def default_corpus() -> list[Document]:
     """English prose every Python install carries, so a first run needs no download or file.
 
     One document per `pydoc` help topic and one per standard-library module (its docstring and
-    those of its public classes and functions), in sorted order: the same for a given Python in
-    every process that leaves the standard library's functions in place.
+    those of its public classes and functions, read from the source), in sorted order: the same
+    for a given Python in every process.
     """
     from pydoc_data.topics import topics
 
@@ -90,27 +89,29 @@ def default_corpus() -> list[Document]:
 
 
 def _module_docstrings(name: str) -> str:
-    """The docstrings of a module and of the public classes and functions it defines, or ''."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecated modules warn when imported or inspected
-        try:
-            module = importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - other platforms' modules, missing optional libraries
-            return ""
-        # Hooks such as sys.excepthook, which test runners and debuggers replace, keep their
-        # original as sys.__excepthook__: skipping them keeps the text the same in any process.
-        members = [
-            value
-            for key, value in sorted(vars(module).items())
-            if not key.startswith("_") and f"__{key}__" not in vars(module)
-        ]
-        docs = [module.__doc__] + [
-            member.__doc__
-            for member in members
-            if (inspect.isclass(member) or inspect.isroutine(member))
-            and getattr(member, "__module__", None) == name
-        ]
-    return "\n\n".join(doc for doc in docs if isinstance(doc, str))
+    """The docstrings of a module and of the public classes and functions it defines, or ''.
+
+    Read from the source without importing it: no module runs, and nothing another library
+    patches at run time (torch replaces `inspect.getfile`) changes the text.
+    """
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or not (spec.origin or "").endswith(".py"):
+        return ""  # built in or compiled: no source to read
+    try:
+        with open(spec.origin, encoding="utf-8") as source:
+            tree = ast.parse(source.read())
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    definitions = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    nodes = [tree] + [
+        node
+        for node in tree.body
+        if isinstance(node, definitions) and not node.name.startswith("_")
+    ]
+    return "\n\n".join(doc for doc in map(ast.get_docstring, nodes) if doc)
 
 
 def load_documents(
