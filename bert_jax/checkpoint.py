@@ -18,10 +18,16 @@ from bert_jax.errors import UserError
 ITEMS = ("state", "progress", "meta")
 
 
-def _manager(directory: str, **options) -> ocp.CheckpointManager:
+def _manager(directory: str, name: str, **options) -> ocp.CheckpointManager:
     # cleanup_tmp_directories: a save killed half-way leaves only a temporary directory, which is
-    # removed here and never mistaken for a checkpoint.
-    options = ocp.CheckpointManagerOptions(cleanup_tmp_directories=True, create=True, **options)
+    # removed here and never mistaken for a checkpoint. The barrier prefix keeps the two managers'
+    # cross-process barriers apart when both save the same step.
+    options = ocp.CheckpointManagerOptions(
+        cleanup_tmp_directories=True,
+        create=True,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name),
+        **options,
+    )
     # Orbax wants absolute paths; a remote one (gs://...) already is.
     directory = directory if "://" in directory else os.path.abspath(directory)
     return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
@@ -41,9 +47,12 @@ class Checkpoints:
 
     def __init__(self, workdir: str, *, max_to_keep: int, best_metric: str, best_mode: str):
         self.best_metric = best_metric
-        self.latest = _manager(os.path.join(workdir, "checkpoints"), max_to_keep=max_to_keep)
+        self.latest = _manager(
+            os.path.join(workdir, "checkpoints"), "latest", max_to_keep=max_to_keep
+        )
         self.best = _manager(
             os.path.join(workdir, "best"),
+            "best",
             max_to_keep=1,
             best_fn=lambda metrics: metrics[best_metric],
             best_mode=best_mode,
