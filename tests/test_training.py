@@ -71,7 +71,8 @@ def test_tensorboard_holds_every_promised_tag(default_run):
 
 def test_progress_line_and_learning_rate(default_run):
     workdir, result = default_run
-    assert "step 150/150 | loss" in result.stderr and "tokens/s | ETA" in result.stderr
+    assert "step 150/150 | loss" in result.stderr and "tokens/s | MFU" in result.stderr
+    assert "| ETA 0m00s" in result.stderr
     lr = read_scalars(workdir)["train/learning_rate"]
     assert lr[10] == pytest.approx(3e-3 * 9 / 10)  # the rate of update 10 (count 9) in warmup
     assert lr[80] == pytest.approx(1e-3 + 2e-3 * 0.5 * (1 + math.cos(math.pi * 69 / 140)))
