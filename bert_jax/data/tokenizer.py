@@ -137,6 +137,10 @@ class Tokenizer:
         """Piece ids of the text (never a special id other than [UNK])."""
         return self._processor.encode(text, out_type=int)
 
+    def encode_proto(self, text: str):
+        """SentencePiece's full result: pieces with ids and UTF-8 byte spans of `text`."""
+        return self._processor.encode(text, return_type="proto")
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of the ids; specials other than [UNK] decode to nothing."""
         return self._processor.decode([int(i) for i in ids])
