@@ -18,7 +18,7 @@ from ml_collections import ConfigDict, config_flags
 
 from bert_jax.bench import measure
 from bert_jax.data.pretraining import max_predictions_per_seq
-from bert_jax.train_state import model_config
+from bert_jax.tasks.pretraining import model_config
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,7 @@ step), the loop's progress (data position, pending metric sums) and the run's me
 tokenizer). "Latest" and "best" are separate managers, so a worse eval never deletes the newest.
 """
 
-import base64
+import dataclasses
 import json
 import os
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from absl import logging
 
+from bert_jax.data.tokenizers import tokenizer_to_meta
 from bert_jax.errors import UserError
 
 ITEMS = ("state", "progress", "meta")
@@ -33,13 +34,15 @@ def _manager(directory: str, name: str, **options) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
 
 
-def encode_meta(config_json: str, tokenizer_bytes: bytes) -> dict[str, str]:
-    """Run metadata stored with every checkpoint, so a checkpoint alone can be used elsewhere."""
-    return {"config": config_json, "tokenizer": base64.b64encode(tokenizer_bytes).decode("ascii")}
-
-
-def decode_tokenizer(meta: dict[str, str]) -> bytes:
-    return base64.b64decode(meta["tokenizer"])
+def encode_meta(config_json: str, tokenizer, model_config, task_info: dict) -> dict[str, str]:
+    """Run metadata stored with every checkpoint, so a checkpoint alone can be used elsewhere:
+    the run config, the tokenizer, the model architecture and what the task's `predict` needs."""
+    return {
+        "config": config_json,
+        "model": json.dumps(dataclasses.asdict(model_config)),
+        "task": json.dumps(task_info),
+        **tokenizer_to_meta(tokenizer),
+    }
 
 
 class Checkpoints:

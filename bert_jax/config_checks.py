@@ -1,5 +1,7 @@
 """Checks of a run config that need no data and no devices, done before anything is written."""
 
+import math
+
 from ml_collections import ConfigDict
 
 from bert_jax.errors import UserError
@@ -13,17 +15,18 @@ def _require(ok: bool, message: str) -> None:
 
 def validate_config(config: ConfigDict) -> None:
     """One clear sentence for the first setting that cannot work."""
-    _require(
-        config.sentence_task in SENTENCE_TASKS,
-        f"sentence_task={config.sentence_task!r} is unknown; "
-        f"use one of {', '.join(SENTENCE_TASKS)}.",
-    )
+    if "task" not in config:
+        _require(
+            config.sentence_task in SENTENCE_TASKS,
+            f"sentence_task={config.sentence_task!r} is unknown; "
+            f"use one of {', '.join(SENTENCE_TASKS)}.",
+        )
     _require(
         config.best_mode in ("min", "max"),
         f"best_mode={config.best_mode!r} is unknown; use 'min' or 'max'.",
     )
     _require(
-        config.best_metric.startswith("eval/"),
+        config.best_metric is None or config.best_metric.startswith("eval/"),
         f"best_metric={config.best_metric!r} must name an eval metric such as 'eval/mlm_loss'.",
     )
     for key in (
@@ -37,18 +40,56 @@ def validate_config(config: ConfigDict) -> None:
         "data.max_eval_batches",
         "data.dupe_factor",
         "data.vocab_size",
+        "data.max_train_examples",
+        "num_epochs",
     ):
-        value = config
-        for part in key.split("."):
-            value = value[part]
-        _require(value > 0, f"{key}={value} must be a positive integer.")
-    _require(
-        0 <= config.warmup_steps <= config.num_train_steps,
-        f"warmup_steps={config.warmup_steps} must lie in [0, "
-        f"num_train_steps={config.num_train_steps}].",
-    )
+        value = _lookup(config, key)
+        if value is not None:  # absent from this task's config, or derived later
+            _require(value > 0, f"{key}={value} must be positive.")
+    if config.num_train_steps is not None and config.warmup_steps is not None:
+        _require(
+            0 <= config.warmup_steps <= config.num_train_steps,
+            f"warmup_steps={config.warmup_steps} must lie in [0, "
+            f"num_train_steps={config.num_train_steps}].",
+        )
     _require(config.learning_rate > 0, f"learning_rate={config.learning_rate} must be positive.")
-    data = config.data
+    _require(
+        config.data.max_seq_length <= config.model.max_position_embeddings,
+        f"data.max_seq_length={config.data.max_seq_length} exceeds the position table "
+        f"(model.max_position_embeddings={config.model.max_position_embeddings}); "
+        "lower the first or raise the second.",
+    )
+    if "task" not in config:
+        _validate_pretraining_data(config.data)
+
+
+def _lookup(config: ConfigDict, key: str):
+    value = config
+    for part in key.split("."):
+        if part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def resolve_derived(config: ConfigDict, batches_per_epoch: int, main_metric: str) -> ConfigDict:
+    """The config with what fine-tuning leaves unset: `num_train_steps` from `num_epochs`,
+    `warmup_steps` from `warmup_fraction`, `best_metric` from the task's main metric."""
+    if None not in (config.num_train_steps, config.warmup_steps, config.best_metric):
+        return config
+    resolved = config.copy_and_resolve_references()
+    if resolved.best_metric is None:
+        resolved.best_metric = f"eval/{main_metric}"
+    updates = batches_per_epoch // config.optimizer.grad_accum_steps
+    if resolved.num_train_steps is None:
+        resolved.num_train_steps = max(1, math.ceil(config.num_epochs * updates))
+    if resolved.warmup_steps is None:
+        resolved.warmup_steps = int(config.warmup_fraction * resolved.num_train_steps)
+    validate_config(resolved)
+    return resolved
+
+
+def _validate_pretraining_data(data: ConfigDict) -> None:
     _require(
         0.0 < data.masked_lm_prob < 1.0,
         f"data.masked_lm_prob={data.masked_lm_prob} must lie strictly between 0 and 1.",
@@ -64,10 +105,4 @@ def validate_config(config: ConfigDict) -> None:
     _require(
         data.max_seq_length >= 8,
         f"data.max_seq_length={data.max_seq_length} is too short; use at least 8 tokens.",
-    )
-    _require(
-        data.max_seq_length <= config.model.max_position_embeddings,
-        f"data.max_seq_length={data.max_seq_length} exceeds the position table "
-        f"(model.max_position_embeddings={config.model.max_position_embeddings}); "
-        "lower the first or raise the second.",
     )

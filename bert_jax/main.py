@@ -1,6 +1,5 @@
 """Entry point: `python -m bert_jax.main --config=configs/pretrain.py --workdir=DIR`."""
 
-import logging as py_logging
 import sys
 
 from absl import app, flags, logging
@@ -42,20 +41,15 @@ def parse_flags(argv: list[str]) -> list[str]:
     return remaining
 
 
-def _quiet_library_info(record: py_logging.LogRecord) -> bool:
-    """Keeps the console to this project's lines: libraries speak only for warnings and errors."""
-    return record.levelno >= py_logging.WARNING or "/bert_jax/" in record.pathname
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
-    from bert_jax import distributed
+    from bert_jax import console, distributed
     from bert_jax.trainer import train_and_evaluate  # heavy imports after the flags are checked
 
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
-    logging.get_absl_handler().addFilter(_quiet_library_info)
+    console.quiet_libraries()
     logging.info("Config:\n%s", FLAGS.config)
     try:
         train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -1,6 +1,5 @@
 """Host-side metrics: exact windowed averages, the NaN/inf guard, CLU writers, progress."""
 
-import math
 import time
 
 import jax
@@ -13,21 +12,6 @@ from bert_jax.errors import UserError
 
 class NonFiniteError(UserError):
     """The loss or gradient norm became NaN/inf: training stops, the last good checkpoint stays."""
-
-
-def summarize(sums: dict[str, float], num_steps: int, sentence_task: str) -> dict[str, float]:
-    """Averages from metric sums: ratios of sums for token/example metrics, per-step means else."""
-    out = {}
-    for key in ("loss", "grad_norm", "param_norm"):
-        if key in sums:
-            out[key] = sums[key] / num_steps
-    out["mlm_loss"] = sums["mlm_loss_sum"] / max(sums["mlm_weight"], 1.0)
-    out["mlm_accuracy"] = sums["mlm_correct"] / max(sums["mlm_weight"], 1.0)
-    out["mlm_perplexity"] = math.exp(min(out["mlm_loss"], 100.0))
-    if "sentence_count" in sums:
-        out[f"{sentence_task}_loss"] = sums["sentence_loss_sum"] / sums["sentence_count"]
-        out[f"{sentence_task}_accuracy"] = sums["sentence_correct"] / sums["sentence_count"]
-    return out
 
 
 class MetricWindow:
@@ -64,9 +48,10 @@ class MetricWindow:
     def load(self, state: dict) -> None:
         self._pending, self.sums, self.num_steps = [], dict(state["sums"]), state["num_steps"]
 
-    def pop_summary(self, sentence_task: str) -> dict[str, float]:
+    def pop_summary(self, summarize) -> dict[str, float]:
+        """`summarize(sums, num_steps)` of the window, which then starts afresh."""
         self.drain()
-        summary = summarize(self.sums, self.num_steps, sentence_task)
+        summary = summarize(self.sums, self.num_steps)
         self.sums, self.num_steps = {}, 0
         return summary
 
@@ -105,8 +90,8 @@ def param_histograms(tree, prefix: str) -> dict[str, np.ndarray]:
 class Progress:
     """Throughput between logs, and one console line per log: step, loss, speed, time left."""
 
-    def __init__(self, first_step: int, total_steps: int):
-        self.total_steps = total_steps
+    def __init__(self, first_step: int, total_steps: int, accuracy_key: str = "mlm_accuracy"):
+        self.total_steps, self.accuracy_key = total_steps, accuracy_key
         self._step, self._time = first_step, time.perf_counter()
         self._start_step, self._start_time = first_step, self._time
 
@@ -122,8 +107,9 @@ class Progress:
         per_step = (time.perf_counter() - self._start_time) / max(done, 1)
         eta = per_step * (self.total_steps - step)
         logging.info(
-            "step %d/%d | loss %.4f | mlm_acc %.3f | %.0f tokens/s | MFU %.1f%% | ETA %s",
-            step, self.total_steps, summary["loss"], summary["mlm_accuracy"],
+            "step %d/%d | loss %.4f | %s %.3f | %.0f tokens/s | MFU %.1f%% | ETA %s",
+            step, self.total_steps, summary["loss"], self.accuracy_key.replace("accuracy", "acc"),
+            summary.get(self.accuracy_key, float("nan")),
             summary["tokens_per_sec"], 100 * summary["mfu"], _duration(eta),
         )  # fmt: skip
 

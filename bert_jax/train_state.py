@@ -6,6 +6,7 @@ so a checkpoint written on one mesh loads on another.
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -17,17 +18,7 @@ from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from bert_jax import sharding
-from bert_jax.model import BertConfig, BertForPreTraining, bert_config
-
-MODEL_OVERRIDES = (
-    "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings",
-    "hidden_dropout", "attention_dropout", "remat",
-)  # fmt: skip
-
-
-def model_config(config: ConfigDict, vocab_size: int) -> BertConfig:
-    overrides = {key: config.model[key] for key in MODEL_OVERRIDES}
-    return bert_config(config.model.preset, vocab_size, dtype=config.dtype, **overrides)
+from bert_jax.model import BertConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +33,16 @@ class StateSpec:
 
 
 def state_spec(
-    config: ConfigDict, vocab_size: int, tx: optax.GradientTransformation, mesh: Mesh
+    config: ConfigDict,
+    bert: BertConfig,
+    build_model: Callable[[nnx.Rngs], nnx.Module],
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
 ) -> StateSpec:
-    bert = model_config(config, vocab_size)
+    """`build_model(rngs)` makes the task's model of architecture `bert`."""
 
-    def build() -> BertForPreTraining:
-        return BertForPreTraining(
-            bert, sentence_task=config.sentence_task, rngs=nnx.Rngs(config.seed)
-        )
+    def build() -> nnx.Module:
+        return build_model(nnx.Rngs(config.seed))
 
     def init() -> dict:
         params = nnx.to_pure_dict(nnx.state(build(), nnx.Param))

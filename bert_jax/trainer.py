@@ -1,6 +1,8 @@
-"""The pretraining loop: build everything, run steps, log, evaluate, checkpoint, stop cleanly.
+"""The training loop of every task: build everything, run steps, log, evaluate, checkpoint, stop
+cleanly.
 
-Resume order: the workdir's newest checkpoint, else a fresh start. A rerun of the same command
+Resume order: the workdir's newest checkpoint, else the task's starting weights (`init_from`),
+else a fresh initialisation. A rerun of the same command
 continues exactly where the last one stopped (bitwise on CPU): the data position and pending
 metric sums travel in the checkpoint, and dropout keys derive from (seed, step).
 """
@@ -15,9 +17,13 @@ from ml_collections import ConfigDict
 from bert_jax import flops, sharding
 from bert_jax import metrics as metrics_lib
 from bert_jax.checkpoint import Checkpoints, encode_meta
-from bert_jax.config_checks import validate_config
-from bert_jax.data.pipeline import TOKENIZER_FILE, PretrainingData, build_pretraining_data
+from bert_jax.config_checks import resolve_derived, validate_config
+from bert_jax.data.pipeline import TOKENIZER_FILE
+from bert_jax.data.tokenizer import Tokenizer
+from bert_jax.init_from import load_matching_params
 from bert_jax.optim import build_optimizer
+from bert_jax.tasks.base import Task
+from bert_jax.tasks.build import build_task
 from bert_jax.train_state import StateSpec, state_spec
 from bert_jax.train_step import make_eval_step, make_loss_and_grad, make_train_step
 
@@ -34,24 +40,16 @@ class _StopFlag:
         self.raised = True
 
 
-def evaluate(eval_step, params, batches, batch_sharding, sentence_task: str) -> dict[str, float]:
-    sums: dict[str, float] = {}
-    for batch in batches:
-        metrics = eval_step(params, sharding.put_batch(batch, batch_sharding))
-        for key, value in jax.device_get(metrics).items():
-            sums[key] = sums.get(key, 0.0) + float(value)
-    return metrics_lib.summarize(sums, len(batches), sentence_task)
-
-
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
-    """Runs (or continues) pretraining in `workdir`; returns the final train state."""
+    """Runs (or continues) the config's task in `workdir`; returns the final train state."""
     validate_config(config)
     mesh = sharding.make_mesh(config)
     sharding.check_batch_size(config.batch_size, mesh, config, "batch_size")
     sharding.check_batch_size(config.data.eval_batch_size, mesh, config, "data.eval_batch_size")
-    data = build_pretraining_data(config, workdir)
+    task = build_task(config, workdir)
+    config = resolve_derived(config, task.train.batches_per_epoch, task.main_metric)
     tx, schedule = build_optimizer(config)
-    spec = state_spec(config, data.tokenizer.vocab_size, tx, mesh)
+    spec = state_spec(config, task.model_config, task.build_model, tx, mesh)
 
     # Nothing has been written so far; from here on the workdir is ours.
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -65,13 +63,21 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         restored = checkpoints.restore_latest(spec.abstract, config.to_json())
         if restored is None:
             state, progress = spec.init(), None
+            if task.pretrained is not None:
+                state["params"] = load_matching_params(
+                    state["params"], task.pretrained.params, config.init_from
+                )
         else:
             step, state, progress, _ = restored
             logging.info("Resuming from the checkpoint at step %d.", step)
         tokenizer_path = epath.Path(workdir) / TOKENIZER_FILE
-        if jax.process_index() == 0 and not tokenizer_path.exists():
-            data.tokenizer.save(tokenizer_path)
-        loop = _Loop(config, workdir, mesh, data, checkpoints, spec, tx, schedule)
+        if (
+            jax.process_index() == 0
+            and isinstance(task.tokenizer, Tokenizer)
+            and not tokenizer_path.exists()
+        ):
+            task.tokenizer.save(tokenizer_path)
+        loop = _Loop(config, workdir, mesh, task, checkpoints, spec, tx, schedule)
         return loop.run(state, progress)
     finally:
         checkpoints.wait()
@@ -82,56 +88,51 @@ class _Loop:
     """The step loop with its periodic actions; owns the metric writer and the metric window."""
 
     def __init__(
-        self, config, workdir, mesh, data: PretrainingData, checkpoints, spec: StateSpec, tx,
-        schedule,
+        self, config, workdir, mesh, task: Task, checkpoints, spec: StateSpec, tx, schedule,
     ):  # fmt: skip
-        self.config, self.workdir, self.mesh, self.data = config, workdir, mesh, data
+        self.config, self.workdir, self.mesh, self.task = config, workdir, mesh, task
         self.checkpoints, self.schedule = checkpoints, schedule
-        self.meta = encode_meta(config.to_json(), data.tokenizer.to_bytes())
+        self.meta = encode_meta(config.to_json(), task.tokenizer, task.model_config, task.info)
         self.window = metrics_lib.MetricWindow()
         self.batch_sharding = sharding.batch_sharding(mesh, config)
         replicated = sharding.replicated(mesh)
         self.train_step = jax.jit(
-            make_train_step(spec.graphdef, tx, config.seed),
+            make_train_step(spec.graphdef, tx, config.seed, task.loss),
             in_shardings=(spec.shardings, self.batch_sharding),
             out_shardings=(spec.shardings, replicated),
             donate_argnums=0,
         )
         params_sharding = spec.shardings["params"]
         self.eval_step = jax.jit(
-            make_eval_step(spec.graphdef),
+            make_eval_step(spec.graphdef, task.eval_outputs),
             in_shardings=(params_sharding, self.batch_sharding),
             out_shardings=replicated,
         )
         self.loss_and_grad = jax.jit(
-            make_loss_and_grad(spec.graphdef),
+            make_loss_and_grad(spec.graphdef, task.loss),
             in_shardings=(params_sharding, self.batch_sharding, None),
             out_shardings=(replicated, params_sharding),
         )
         accum = config.optimizer.grad_accum_steps
         self.tokens_per_step = config.batch_size * config.data.max_seq_length * accum
-        self.flops_per_step = accum * flops.train_flops_per_step(
-            spec.model_config,
-            config.batch_size,
-            config.data.max_seq_length,
-            data.max_predictions,
-            sentence_head=config.sentence_task != "none",
-        )
+        self.flops_per_step = accum * task.flops_per_step
         self.peak_flops = flops.peak_flops_per_device(config.peak_flops_per_device)
 
     def progress_state(self) -> dict:
-        return {"data": self.data.train.get_state(), "metrics": self.window.state()}
+        return {"data": self.task.train.get_state(), "metrics": self.window.state()}
 
     def run(self, state: dict, progress: dict | None) -> dict:
         config, accum = self.config, self.config.optimizer.grad_accum_steps
         if progress is not None:
-            self.data.train.set_state(progress["data"])
+            self.task.train.set_state(progress["data"])
             self.window.load(progress["metrics"])
         first_step = int(state["step"]) // accum
         writer = metrics_lib.create_writer(self.workdir)
         if first_step == 0:
             writer.write_hparams(metrics_lib.flat_config(config))
-        self.progress = metrics_lib.Progress(first_step, config.num_train_steps)
+        self.progress = metrics_lib.Progress(
+            first_step, config.num_train_steps, self.task.console_metric
+        )
         logging.info(
             "Steps %d..%d on mesh %s (%d processes): global batch %d, %d per batch shard, "
             "x %d micro-batches; %.3g model FLOPs per step, peak %.3g FLOP/s per device.",
@@ -144,7 +145,7 @@ class _Loop:
         try:
             for step in range(first_step + 1, config.num_train_steps + 1):
                 for _ in range(accum):
-                    batch = sharding.put_batch(next(self.data.train), self.batch_sharding)
+                    batch = sharding.put_batch(next(self.task.train), self.batch_sharding)
                     state, step_metrics = self.train_step(state, batch)
                     self.window.add(step, step_metrics)
                 # Read once: a later signal is handled at the next step. On TPU pods Orbax
@@ -157,6 +158,13 @@ class _Loop:
         finally:
             writer.close()
         return state
+
+    def evaluate(self, params) -> dict[str, float]:
+        outputs = [
+            jax.device_get(self.eval_step(params, sharding.put_batch(batch, self.batch_sharding)))
+            for batch in self.task.eval_batches
+        ]
+        return self.task.evaluate(outputs)
 
     def throughput(self, step: int) -> dict[str, float]:
         steps_per_sec = self.progress.steps_per_sec(step)
@@ -172,7 +180,7 @@ class _Loop:
         config = self.config
         last = step == config.num_train_steps
         if step % config.log_every_steps == 0 or last:
-            summary = self.window.pop_summary(config.sentence_task)
+            summary = self.window.pop_summary(self.task.summarize)
             summary["learning_rate"] = float(self.schedule(step - 1))  # rate of this update
             summary |= self.throughput(step)
             writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
@@ -186,14 +194,7 @@ class _Loop:
             )
         if step % config.eval_every_steps == 0 or last:
             self.window.drain()  # never keep a non-finite state as "best"
-            summary = evaluate(
-                self.eval_step,
-                state["params"],
-                self.data.eval_batches,
-                self.batch_sharding,
-                config.sentence_task,
-            )
-            summary = {f"eval/{k}": v for k, v in summary.items()}
+            summary = {f"eval/{k}": v for k, v in self.evaluate(state["params"]).items()}
             writer.write_scalars(step, summary)
             logging.info("eval at step %d: %s", step, _format(summary))
             self.checkpoints.save_best(step, state, self.progress_state(), self.meta, summary)

@@ -174,19 +174,9 @@ def finished(workdir: str, num_train_steps: int) -> bool:
 
 def read_metric(workdir: str, metric: str) -> dict[int, float]:
     """step -> value of one scalar; a step logged again after a resume keeps its newest value."""
-    import tensorflow as tf
+    from bert_jax.events import read_scalars
 
-    def creation_time(path: str) -> int:  # events.out.tfevents.<seconds>.<host>...
-        return int(os.path.basename(path).split(".")[3])
-
-    values: dict[int, float] = {}
-    paths = tf.io.gfile.glob(os.path.join(workdir, "events.out.tfevents.*"))
-    for path in sorted(paths, key=creation_time):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.tag == metric:
-                    values[event.step] = float(tf.make_ndarray(value.tensor))
-    return values
+    return read_scalars(workdir).get(metric, {})
 
 
 def ranking(args, names: list[str], notes: dict[str, str]) -> list[str]:

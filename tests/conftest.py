@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from bert_jax.events import read_scalars  # noqa: F401 - shared with the tests
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "pretrain.py")
 
@@ -49,20 +51,6 @@ def run_main(workdir: str, env: dict | None = None, **overrides) -> subprocess.C
     )
 
 
-def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
-    """tag -> step -> value; a step logged again after a resume keeps its newest value."""
-    import tensorflow as tf
-
-    scalars: dict[str, dict[int, float]] = {}
-    for path in sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*")), key=_event_order):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == "scalars":
-                    number = float(tf.make_ndarray(value.tensor))
-                    scalars.setdefault(value.tag, {})[event.step] = number
-    return scalars
-
-
 def event_tags(workdir: str) -> dict[str, set[str]]:
     """plugin name -> tags written, across all event files in the workdir."""
     import tensorflow as tf
@@ -74,11 +62,6 @@ def event_tags(workdir: str) -> dict[str, set[str]]:
                 plugin = value.metadata.plugin_data.plugin_name
                 tags.setdefault(plugin, set()).add(value.tag)
     return tags
-
-
-def _event_order(path: str) -> tuple[int, str]:
-    # events.out.tfevents.<seconds>.<host>.<pid>.<n>: order by creation time.
-    return int(os.path.basename(path).split(".")[3]), path
 
 
 def final_params(workdir: str) -> dict[str, np.ndarray]:

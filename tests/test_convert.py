@@ -32,7 +32,7 @@ from bert_jax.data.corpus import default_corpus
 from bert_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from bert_jax.errors import UserError
 from bert_jax.model import BertForPreTraining, BertModel
-from bert_jax.train_state import model_config
+from bert_jax.tasks.pretraining import model_config
 from configs import pretrain as pretrain_config
 from conftest import REPO
 
@@ -413,7 +413,7 @@ def test_training_workdir_exports_to_hf(batch, tmp_path, caplog):
     config = model_config(run_config, tokenizer.vocab_size)
     workdir = str(tmp_path / "run")
     checkpoints = Checkpoints(workdir, max_to_keep=2, best_metric="eval/mlm_loss", best_mode="min")
-    meta = encode_meta(run_config.to_json(), tokenizer.to_bytes())
+    meta = encode_meta(run_config.to_json(), tokenizer, config, {})
     for step in (3, 7):  # the newest is exported
         model = BertForPreTraining(config, sentence_task="nsp", rngs=nnx.Rngs(step))
         params = nnx.to_pure_dict(nnx.state(model, nnx.Param))

@@ -162,11 +162,6 @@ def test_batch_size_larger_than_the_data():
         array_batches(features(10), global_batch_size=16, seed=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG batches.py array_batches: more_data repeats _check_batch_size's 'lower {key} or', "
-    "so the message reads 'lower batch_size or lower batch_size or add training data'",
-)
 def test_batch_size_error_says_lower_batch_size_once():
     with pytest.raises(UserError) as error:
         array_batches(features(10), global_batch_size=16, seed=0)

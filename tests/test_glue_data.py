@@ -297,11 +297,6 @@ def test_missing_file(tmp_path):
 # Bugs found in bert_jax/data/glue.py: each test states the behaviour the code should have.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG glue.py read_rows: GLUE's MRPC TSVs start with a UTF-8 BOM, so the header's "
-    "first column is read as '\\ufeffQuality' and task=mrpc fails on the real files",
-)
 def test_mrpc_tsv_with_byte_order_mark(tmp_path):
     path = write(
         tmp_path,
@@ -311,32 +306,18 @@ def test_mrpc_tsv_with_byte_order_mark(tmp_path):
     assert read(path, glue.table_task(config("mrpc"))) == [("the cat", "a cat", "1")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG glue.py read_rows: an empty file with a header raises IndexError (lines[0])",
-)
 def test_empty_file_with_header_is_a_user_error(tmp_path):
     path = write(tmp_path, "train.tsv", "")
     with pytest.raises(UserError):
         read(path, glue.table_task(config("sst2")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG glue.py read_rows: a line that is not JSON raises a bare json.JSONDecodeError "
-    "naming neither the file nor its line",
-)
 def test_invalid_jsonl_line_is_a_user_error(tmp_path):
     path = write(tmp_path, "train.jsonl", '{"sentence": "a", "label": 1}\nnot json\n')
     with pytest.raises(UserError, match="line 2"):
         read(path, glue.table_task(config("sst2")))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG glue.py read_rows: JSONL blank lines are dropped before numbering, so errors "
-    "name the wrong line",
-)
 def test_jsonl_error_line_counts_blank_lines(tmp_path):
     path = write(tmp_path, "train.jsonl", '{"sentence": "a", "label": 1}\n\n{"sentence": "b"}\n')
     with pytest.raises(UserError) as error:
@@ -384,11 +365,6 @@ def test_tfds_stsb_float_label():
     assert arrays["labels"].tolist() == [np.float32(3.8)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG glue.py tfds_row: TFDS glue test splits have label -1, which indexes the last "
-    "label name (a silently wrong label) instead of being rejected",
-)
 def test_tfds_unlabelled_example_is_rejected():
     example = {"sentence": b"a", "label": np.int64(-1)}
     with pytest.raises(UserError):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bert_jax.data.batches import PretrainingBatches, fixed_batches
+from bert_jax.data.batches import EpochBatches, fixed_batches, pretraining_batches
 from bert_jax.data.masking import mask_tokens
 from bert_jax.data.pretraining import (
     PairExamples,
@@ -204,9 +204,9 @@ def test_whole_word_masking_masks_whole_words_only():
 
 
 # The iterator over a small set of pair examples.
-def iterator(examples=None, **options) -> PretrainingBatches:
+def iterator(examples=None, **options) -> EpochBatches:
     settings = {"global_batch_size": 8, "seed": 0, "masking": MASKING} | options
-    return PretrainingBatches(examples or pairs("nsp"), **settings)
+    return pretraining_batches(examples or pairs("nsp"), **settings)
 
 
 def take(batches, count: int) -> list[dict]:

@@ -10,7 +10,7 @@ from bert_jax.data.pipeline import build_pretraining_data
 
 
 def input_examples_per_sec(config: ConfigDict, batches: int) -> float:
-    """Masked batches/s of `PretrainingBatches` on the config's corpus, times the batch size.
+    """Masked batches/s of `pretraining_batches` on the config's corpus, times the batch size.
 
     Building the examples (corpus, tokenizer, sentence pairs) happens once before training and is
     not timed; what is timed is what every step waits for: shuffling, masking and slicing.

@@ -9,6 +9,7 @@ from bert_jax import flops, sharding
 from bert_jax.bench import measure
 from bert_jax.data.pretraining import max_predictions_per_seq
 from bert_jax.optim import build_optimizer
+from bert_jax.tasks import pretraining
 from bert_jax.train_state import state_spec
 from bert_jax.train_step import make_train_step
 
@@ -52,10 +53,12 @@ def measure_step(config: ConfigDict, vocab_size: int, steps: int, warmup: int) -
     max_predictions = max_predictions_per_seq(seq_len, config.data.masked_lm_prob)
     mesh = sharding.make_mesh(config)
     tx, _ = build_optimizer(config)
-    spec = state_spec(config, vocab_size, tx, mesh)
+    bert = pretraining.model_config(config, vocab_size)
+    build = pretraining.model_builder(bert, config.sentence_task)
+    spec = state_spec(config, bert, build, tx, mesh)
     batch_sharding = sharding.batch_sharding(mesh, config)
     train_step = jax.jit(
-        make_train_step(spec.graphdef, tx, config.seed),
+        make_train_step(spec.graphdef, tx, config.seed, pretraining.loss),
         in_shardings=(spec.shardings, batch_sharding),
         out_shardings=(spec.shardings, sharding.replicated(mesh)),
         donate_argnums=0,
@@ -71,7 +74,6 @@ def measure_step(config: ConfigDict, vocab_size: int, steps: int, warmup: int) -
     compiled = lowered.compile()
     compiled_at = time.perf_counter()
     vocab_shapes = measure.full_vocab_shapes(compiled.as_text(), batch_size, seq_len, vocab_size)
-    bert = spec.model_config
     record = {
         "num_layers": bert.num_layers,
         "hidden_size": bert.hidden_size,

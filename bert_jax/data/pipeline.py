@@ -7,7 +7,7 @@ from absl import logging
 from etils import epath
 from ml_collections import ConfigDict
 
-from bert_jax.data.batches import PretrainingBatches, fixed_batches
+from bert_jax.data.batches import EpochBatches, fixed_batches, pretraining_batches
 from bert_jax.data.corpus import load_documents
 from bert_jax.data.pretraining import create_pair_examples, max_predictions_per_seq, split_documents
 from bert_jax.data.tokenizer import Tokenizer
@@ -18,7 +18,7 @@ TOKENIZER_FILE = "tokenizer.model"
 @dataclasses.dataclass
 class PretrainingData:
     tokenizer: Tokenizer
-    train: PretrainingBatches
+    train: EpochBatches
     eval_batches: list[dict]  # this process's rows of each eval batch
     max_predictions: int  # masked positions per sequence, shared with the MLM head
 
@@ -79,7 +79,7 @@ def build_pretraining_data(config: ConfigDict, workdir: str) -> PretrainingData:
         len(eval_examples),
         data.max_seq_length,
     )
-    train = PretrainingBatches(
+    train = pretraining_batches(
         train_examples,
         global_batch_size=config.batch_size,
         seed=config.seed,

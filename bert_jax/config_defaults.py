@@ -1,0 +1,102 @@
+"""Config sections every experiment shares (runtime, model, optimizer), for `configs/*.py`."""
+
+from ml_collections import config_dict
+
+
+def add_runtime(c: config_dict.ConfigDict) -> None:
+    """Logging cadence is the experiment's; this is how and where it runs."""
+    c.seed = 0
+    # Compute dtype: float32, or bfloat16 on TPU/GPU. Parameters and optimizer state stay
+    # float32; LayerNorm, softmax and the losses are computed in float32 either way.
+    c.dtype = "float32"
+
+    # Devices form a (data, fsdp, tensor) mesh; one size may be -1 to take the rest.
+    c.mesh = config_dict.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+    # Logical axis (as the model names parameter axes, plus "batch") -> mesh axes.
+    c.sharding_rules = (
+        ("batch", ("data", "fsdp")),
+        ("vocab", "tensor"),
+        ("embed", "fsdp"),
+        ("heads", "tensor"),
+        ("kv", None),
+        ("mlp", "tensor"),
+        ("layers", None),
+    )
+    # Peak FLOP/s of one device for MFU; unset: the table for TPUs/GPUs, a measurement on CPU.
+    c.peak_flops_per_device = config_dict.placeholder(float)
+
+
+def model(preset: str) -> config_dict.ConfigDict:
+    m = config_dict.ConfigDict()
+    m.preset = preset  # tiny, mini, small, medium, base, large
+    # Overrides of the preset; unset keeps the preset's value.
+    m.num_layers = config_dict.placeholder(int)
+    m.hidden_size = config_dict.placeholder(int)
+    m.num_heads = config_dict.placeholder(int)
+    m.intermediate_size = config_dict.placeholder(int)
+    m.max_position_embeddings = 512
+    m.hidden_dropout = 0.1
+    m.attention_dropout = 0.1
+    m.remat = False
+    return m
+
+
+def optimizer(weight_decay: float = 0.01) -> config_dict.ConfigDict:
+    o = config_dict.ConfigDict()
+    o.name = "adamw"  # adamw, adam, lamb
+    o.b1 = 0.9
+    o.b2 = 0.999
+    o.eps = 1e-6
+    o.weight_decay = weight_decay  # never applied to biases or LayerNorm parameters
+    o.clip_norm = 1.0  # global-norm clipping; 0 disables
+    # warmup_linear, warmup_cosine, exponential, step or constant
+    o.schedule = "warmup_linear"
+    o.end_learning_rate = 0.0  # for warmup_linear and warmup_cosine
+    o.decay_rate = 0.5  # exponential: factor per decay_steps; step: factor per boundary
+    o.decay_steps = 1000  # exponential
+    o.step_boundaries = (0.5, 0.75)  # step: fractions of num_train_steps
+    o.grad_accum_steps = 1  # micro-batches per optimizer update (optax.MultiSteps)
+    return o
+
+
+def add_finetuning(c: config_dict.ConfigDict, *, task: str, max_seq_length: int) -> None:
+    """The schedule, cadence and data keys every fine-tuning config shares."""
+    c.task = task
+    # The weights to start from: a workdir or converted weights directory of this project, a
+    # Hugging Face BERT directory or a Google BERT checkpoint directory. Unset: train from
+    # scratch with config.model and data.tokenizer.
+    c.init_from = config_dict.placeholder(str)
+    c.batch_size = 32
+    c.num_epochs = 3.0
+    c.num_train_steps = config_dict.placeholder(int)  # unset: num_epochs over the train data
+    c.warmup_fraction = 0.1
+    c.warmup_steps = config_dict.placeholder(int)  # unset: warmup_fraction of the steps
+    c.learning_rate = 2e-5
+
+    c.log_every_steps = 50
+    c.eval_every_steps = 500  # and after the last step
+    c.checkpoint_every_steps = 500
+    c.max_checkpoints_to_keep = 2
+    c.histogram_every_steps = 1000
+    c.best_metric = config_dict.placeholder(str)  # unset: the task's main metric, e.g. eval/f1
+    c.best_mode = "max"  # "min" or "max"
+
+    add_runtime(c)
+    c.model = model("base")  # used only without init_from
+
+    c.data = config_dict.ConfigDict()
+    c.data.train = config_dict.placeholder(str)  # a file, or tfds:NAME
+    c.data.validation = config_dict.placeholder(str)
+    c.data.train_split = "train"  # TFDS splits
+    c.data.validation_split = "validation"
+    c.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir
+    c.data.tokenizer = config_dict.placeholder(str)  # vocab.txt or .model, without init_from
+    c.data.do_lower_case = config_dict.placeholder(bool)  # unset: as the weights say
+    c.data.max_seq_length = max_seq_length
+    c.data.eval_batch_size = 64
+    c.data.max_train_examples = config_dict.placeholder(int)  # unset: all
+
+    c.optimizer = optimizer()

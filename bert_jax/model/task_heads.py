@@ -1,0 +1,85 @@
+"""Fine-tuning models: the BERT encoder under one dropout + linear head, as in the BERT paper.
+
+Every model keeps the encoder at `bert`, the path pretraining uses, so pretrained weights load by
+name; the head is `classifier` (or `qa_outputs`) and is what a new task initialises.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from bert_jax.model.bert import BertModel
+from bert_jax.model.config import BertConfig, partitioned, weight_init
+
+
+def _head(config: BertConfig, outputs: int, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        config.hidden_size,
+        outputs,
+        dtype=config.compute_dtype,
+        kernel_init=weight_init(config, "embed", None),
+        bias_init=partitioned(nnx.initializers.zeros_init(), None),
+        rngs=rngs,
+    )
+
+
+class _TaskModel(nnx.Module):
+    """Encoder, dropout on the features the head reads, and the head."""
+
+    def __init__(self, config: BertConfig, outputs: int, *, rngs: nnx.Rngs, name: str):
+        self.bert = BertModel(config, rngs=rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout)
+        setattr(self, name, _head(config, outputs, rngs))
+        self._head_name = name
+
+    def features(self, sequence_output: jax.Array, pooled_output: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        token_type_ids: jax.Array,
+        attention_mask: jax.Array,
+        *,
+        dropout_rng: jax.Array | None = None,
+    ) -> jax.Array:
+        """float32 logits; `dropout_rng=None` means evaluation (no dropout)."""
+        rngs = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
+        encoder_rng, head_rng = rngs
+        sequence_output, pooled_output = self.bert(
+            input_ids, token_type_ids, attention_mask, dropout_rng=encoder_rng
+        )
+        x = self.features(sequence_output, pooled_output)
+        x = self.dropout(x, deterministic=dropout_rng is None, rngs=head_rng)
+        return getattr(self, self._head_name)(x).astype(jnp.float32)
+
+
+class BertForSequenceClassification(_TaskModel):
+    """Logits [B, num_labels] from the pooled [CLS] output; num_labels=1 is regression."""
+
+    def __init__(self, config: BertConfig, num_labels: int, *, rngs: nnx.Rngs):
+        super().__init__(config, num_labels, rngs=rngs, name="classifier")
+
+    def features(self, sequence_output, pooled_output):
+        return pooled_output
+
+
+class BertForTokenClassification(_TaskModel):
+    """Logits [B, S, num_labels], one label distribution per token (NER)."""
+
+    def __init__(self, config: BertConfig, num_labels: int, *, rngs: nnx.Rngs):
+        super().__init__(config, num_labels, rngs=rngs, name="classifier")
+
+    def features(self, sequence_output, pooled_output):
+        return sequence_output
+
+
+class BertForQuestionAnswering(_TaskModel):
+    """Logits [B, S, 2]: answer-start and answer-end scores per token (SQuAD)."""
+
+    def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
+        super().__init__(config, 2, rngs=rngs, name="qa_outputs")
+        self.dropout = nnx.Dropout(0.0)  # BERT's SQuAD head reads the encoder output undropped
+
+    def features(self, sequence_output, pooled_output):
+        return sequence_output

@@ -1,0 +1,34 @@
+"""What the training loop needs from an objective (pretraining or a fine-tuning task).
+
+The loop knows no task: it builds the model a task describes, minimises the task's loss, sums
+its train metrics, runs its eval outputs over its eval batches and asks it for the eval metrics.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from flax import nnx
+
+from bert_jax.data.batches import EpochBatches
+from bert_jax.model import BertConfig
+from bert_jax.train_step import EvalFn, LossFn
+
+
+@dataclasses.dataclass
+class Task:
+    name: str
+    tokenizer: Any  # WordPiece or SentencePiece Tokenizer
+    model_config: BertConfig
+    build_model: Callable[[nnx.Rngs], nnx.Module]
+    loss: LossFn  # jittable: (model, batch, dropout_rng) -> (loss, metric sums)
+    summarize: Callable[[dict, int], dict]  # train metric sums over n steps -> figures
+    train: EpochBatches
+    eval_batches: list[dict]  # this process's rows of each eval batch
+    eval_outputs: EvalFn  # jittable: (model, batch) -> arrays gathered on the host
+    evaluate: Callable[[list[dict]], dict]  # host: eval outputs of every batch -> metrics
+    flops_per_step: float  # model FLOPs of one micro-batch step, for MFU
+    console_metric: str  # the accuracy-like train figure on the console line
+    main_metric: str  # the eval metric that picks the best checkpoint unless configured
+    info: dict = dataclasses.field(default_factory=dict)  # JSON; what `predict` needs
+    pretrained: Any = None  # bert_jax.convert.Pretrained to start from on a fresh run

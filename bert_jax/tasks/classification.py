@@ -1,0 +1,118 @@
+"""Sentence(-pair) classification and regression (GLUE): [CLS] -> pooler -> dropout -> linear."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from ml_collections import ConfigDict
+
+from bert_jax import eval_metrics, flops
+from bert_jax.data import glue
+from bert_jax.model.task_heads import BertForSequenceClassification
+from bert_jax.tasks import finetuning
+from bert_jax.tasks.base import Task
+from bert_jax.tasks.finetuning import forward
+from bert_jax.tasks.starting_point import starting_point
+
+
+def make_loss(regression: bool):
+    def loss(model, batch, dropout_rng):
+        logits = forward(model, batch, dropout_rng)
+        labels = batch["labels"]
+        if regression:
+            per_example = jnp.square(logits[:, 0] - labels)
+            sums = {}
+        else:
+            per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+            correct = (logits.argmax(-1) == labels).sum().astype(jnp.float32)
+            sums = {"correct": correct}
+        sums |= {"loss_sum": per_example.sum(), "count": jnp.float32(labels.shape[0])}
+        return per_example.mean(), sums
+
+    return loss
+
+
+def eval_outputs(model, batch) -> dict:
+    logits = forward(model, batch)
+    return {"logits": logits, "labels": batch["labels"], "example_weight": batch["example_weight"]}
+
+
+def metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int | None) -> dict[str, float]:
+    """Every metric the task type supports; the config picks the one that selects "best"."""
+    if num_labels is None:
+        scores = logits[:, 0]
+        return {
+            "loss": float(np.mean(np.square(scores - labels))),
+            "pearson": eval_metrics.pearson(labels, scores),
+            "spearman": eval_metrics.spearman(labels, scores),
+        }
+    log_probs = jax.nn.log_softmax(logits)
+    predictions = logits.argmax(-1)
+    out = {
+        "loss": float(-np.mean(np.take_along_axis(log_probs, labels[:, None], axis=1))),
+        "accuracy": eval_metrics.accuracy(labels, predictions),
+        "matthews_corr": eval_metrics.matthews_corrcoef(labels, predictions),
+    }
+    if num_labels == 2:
+        out |= eval_metrics.precision_recall_f1(labels, predictions, average="binary")
+        if len(np.unique(labels)) == 2:
+            out["roc_auc"] = eval_metrics.roc_auc(labels, np.asarray(jax.nn.softmax(logits))[:, 1])
+    else:
+        for average in ("macro", "micro"):
+            scores = eval_metrics.precision_recall_f1(
+                labels, predictions, average=average, num_labels=num_labels
+            )
+            out |= {f"{key}_{average}": value for key, value in scores.items()}
+    return out
+
+
+def build(config: ConfigDict, workdir: str) -> Task:
+    data = config.data
+    layout = glue.table_task(config)
+    finetuning.require_data(config)
+    start = starting_point(config)
+    train_rows = glue.read_rows(data.train, layout, split=data.train_split, data_dir=data.data_dir)
+    train_rows = train_rows[: data.max_train_examples]
+    eval_rows = glue.read_rows(
+        data.validation, layout, split=data.validation_split, data_dir=data.data_dir
+    )
+    labels = glue.label_names(layout, train_rows)
+    num_labels = None if labels is None else len(labels)
+
+    def encode(rows, source):
+        return glue.encode_rows(rows, start.tokenizer, labels, data.max_seq_length, source)
+
+    train, eval_batches = finetuning.batches(
+        config, encode(train_rows, data.train), encode(eval_rows, data.validation)
+    )
+    bert = start.model_config
+
+    def evaluate(outputs: list[dict]) -> dict:
+        joined = finetuning.gather(outputs)
+        return metrics(joined["logits"], joined["labels"], num_labels)
+
+    return Task(
+        name=config.task,
+        tokenizer=start.tokenizer,
+        model_config=bert,
+        build_model=lambda rngs: BertForSequenceClassification(bert, num_labels or 1, rngs=rngs),
+        loss=make_loss(regression=num_labels is None),
+        summarize=finetuning.summarize,
+        train=train,
+        eval_batches=eval_batches,
+        eval_outputs=eval_outputs,
+        evaluate=evaluate,
+        flops_per_step=flops.train_flops_per_step(
+            bert, config.batch_size, data.max_seq_length, 0, sentence_head=True
+        ),
+        console_metric="accuracy" if num_labels else "loss",
+        main_metric=layout.main_metric,
+        info={
+            "kind": "classification",
+            "labels": None if labels is None else list(labels),
+            "text_a": layout.text_a,
+            "text_b": layout.text_b,
+            "max_seq_length": data.max_seq_length,
+        },
+        pretrained=start.pretrained,
+    )

@@ -1,0 +1,113 @@
+"""Extractive question answering (SQuAD v1.1/v2.0): start and end scores for every token."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+from ml_collections import ConfigDict
+
+from bert_jax import eval_metrics, flops
+from bert_jax.data import squad
+from bert_jax.model.task_heads import BertForQuestionAnswering
+from bert_jax.tasks import finetuning
+from bert_jax.tasks.base import Task
+from bert_jax.tasks.finetuning import forward
+from bert_jax.tasks.starting_point import starting_point
+
+
+def loss(model, batch, dropout_rng):
+    """Mean of the start and end cross-entropies; [CLS] (position 0) is the no-answer span."""
+    logits = forward(model, batch, dropout_rng)
+    start = optax.softmax_cross_entropy_with_integer_labels(
+        logits[..., 0], batch["start_positions"]
+    )
+    end = optax.softmax_cross_entropy_with_integer_labels(logits[..., 1], batch["end_positions"])
+    per_example = (start + end) / 2
+    correct = (logits[..., 0].argmax(-1) == batch["start_positions"]) & (
+        logits[..., 1].argmax(-1) == batch["end_positions"]
+    )
+    count = jnp.float32(per_example.shape[0])
+    sums = {"loss_sum": per_example.sum(), "correct": correct.sum().astype(jnp.float32)}
+    return per_example.mean(), sums | {"count": count}
+
+
+def eval_outputs(model, batch) -> dict:
+    logits = forward(model, batch)
+    return {
+        "start_logits": logits[..., 0],
+        "end_logits": logits[..., 1],
+        "example_index": batch["example_index"],
+        "example_weight": batch["example_weight"],
+    }
+
+
+def _arrays(features: squad.QAFeatures, with_targets: bool) -> dict[str, np.ndarray]:
+    keys = ["input_ids", "token_type_ids", "attention_mask"]
+    keys += ["start_positions", "end_positions"] if with_targets else []
+    return {key: getattr(features, key) for key in keys}
+
+
+def build(config: ConfigDict, workdir: str) -> Task:
+    data = config.data
+    finetuning.require_data(config)
+    start = starting_point(config)
+
+    def read(source, split):
+        return squad.read_examples(source, split=split, data_dir=data.data_dir)
+
+    train_examples = read(data.train, data.train_split)[: data.max_train_examples]
+    eval_examples = read(data.validation, data.validation_split)
+    options = dict(
+        max_seq_length=data.max_seq_length,
+        doc_stride=data.doc_stride,
+        max_query_length=data.max_query_length,
+    )
+    train_features = squad.make_features(
+        start.tokenizer, train_examples, is_training=True, **options
+    )
+    eval_features = squad.make_features(
+        start.tokenizer, eval_examples, is_training=False, **options
+    )
+    train, eval_batches = finetuning.batches(
+        config, _arrays(train_features, True), _arrays(eval_features, False)
+    )
+    decoding = dict(
+        n_best_size=data.n_best_size,
+        max_answer_length=data.max_answer_length,
+        version_2=data.version_2,
+        null_score_diff_threshold=data.null_score_diff_threshold,
+    )
+
+    def evaluate(outputs: list[dict]) -> dict:
+        joined = finetuning.gather(outputs)
+        # Padded batches keep every feature once, in order: example_index is the feature's row.
+        order = np.argsort(joined["example_index"])
+        answers = squad.best_answers(
+            eval_examples,
+            eval_features,
+            joined["start_logits"][order],
+            joined["end_logits"][order],
+            **decoding,
+        )
+        gold = {example.id: list(example.answers) for example in eval_examples}
+        return eval_metrics.squad_scores(answers, gold)
+
+    bert = start.model_config
+    return Task(
+        name="squad",
+        tokenizer=start.tokenizer,
+        model_config=bert,
+        build_model=lambda rngs: BertForQuestionAnswering(bert, rngs=rngs),
+        loss=loss,
+        summarize=finetuning.summarize,
+        train=train,
+        eval_batches=eval_batches,
+        eval_outputs=eval_outputs,
+        evaluate=evaluate,
+        flops_per_step=flops.train_flops_per_step(
+            bert, config.batch_size, data.max_seq_length, 0, sentence_head=False
+        ),
+        console_metric="accuracy",
+        main_metric="f1",
+        info={"kind": "squad", **options, **decoding},
+        pretrained=start.pretrained,
+    )

@@ -1,0 +1,95 @@
+"""Named-entity recognition: a label per word, predicted at the word's first sub-token."""
+
+import jax.numpy as jnp
+import optax
+from ml_collections import ConfigDict
+
+from bert_jax import eval_metrics, flops
+from bert_jax.data import ner
+from bert_jax.model.task_heads import BertForTokenClassification
+from bert_jax.tasks import finetuning
+from bert_jax.tasks.base import Task
+from bert_jax.tasks.finetuning import forward
+from bert_jax.tasks.starting_point import starting_point
+
+
+def loss(model, batch, dropout_rng):
+    """Cross-entropy over the labelled positions (each word's first token) of the batch."""
+    logits = forward(model, batch, dropout_rng)
+    labels = batch["labels"]
+    weights = (labels >= 0).astype(jnp.float32)
+    safe_labels = jnp.maximum(labels, 0)
+    per_token = optax.softmax_cross_entropy_with_integer_labels(logits, safe_labels) * weights
+    correct = ((logits.argmax(-1) == safe_labels) * weights).sum()
+    count = weights.sum()
+    sums = {"loss_sum": per_token.sum(), "correct": correct, "count": count}
+    return per_token.sum() / jnp.maximum(count, 1.0), sums
+
+
+def eval_outputs(model, batch) -> dict:
+    return {
+        "predictions": forward(model, batch).argmax(-1).astype(jnp.int32),
+        "example_index": batch["example_index"],
+        "example_weight": batch["example_weight"],
+    }
+
+
+def build(config: ConfigDict, workdir: str) -> Task:
+    data = config.data
+    finetuning.require_data(config)
+    start = starting_point(config)
+
+    def read(source, split):
+        return ner.read_tagged(
+            source, split=split, data_dir=data.data_dir, tokens_key=data.tokens_key,
+            tags_key=data.tags_key, label_names=data.labels,
+        )  # fmt: skip
+
+    train_sentences = read(data.train, data.train_split)[: data.max_train_examples]
+    eval_sentences = read(data.validation, data.validation_split)
+    labels = list(data.labels) if data.labels else ner.label_list(train_sentences)
+    label_to_id = {label: i for i, label in enumerate(labels)}
+
+    def encode(sentences):
+        return ner.encode_sentences(start.tokenizer, sentences, label_to_id, data.max_seq_length)
+
+    eval_arrays = encode(eval_sentences)
+    train, eval_batches = finetuning.batches(config, encode(train_sentences), eval_arrays)
+
+    def evaluate(outputs: list[dict]) -> dict:
+        joined = finetuning.gather(outputs)
+        gold, predicted, correct, count = [], [], 0, 0
+        for index, token_predictions in zip(
+            joined["example_index"], joined["predictions"], strict=True
+        ):
+            words, tags = eval_sentences[index]
+            tagged = ner.decode_tags(
+                len(words), eval_arrays["word_starts"][index], token_predictions, labels
+            )
+            gold.append(tags)
+            predicted.append(tagged)
+            correct += sum(g == p for g, p in zip(tags, tagged, strict=True))
+            count += len(tags)
+        return eval_metrics.entity_f1(gold, predicted) | {"accuracy": correct / max(count, 1)}
+
+    bert = start.model_config
+    return Task(
+        name="ner",
+        tokenizer=start.tokenizer,
+        model_config=bert,
+        build_model=lambda rngs: BertForTokenClassification(bert, len(labels), rngs=rngs),
+        loss=loss,
+        summarize=finetuning.summarize,
+        train=train,
+        eval_batches=eval_batches,
+        eval_outputs=eval_outputs,
+        evaluate=evaluate,
+        flops_per_step=flops.train_flops_per_step(
+            bert, config.batch_size, data.max_seq_length, 0, sentence_head=False
+        )
+        + 6.0 * config.batch_size * data.max_seq_length * bert.hidden_size * len(labels),
+        console_metric="accuracy",
+        main_metric="f1",
+        info={"kind": "ner", "labels": labels, "max_seq_length": data.max_seq_length},
+        pretrained=start.pretrained,
+    )
