@@ -1,4 +1,4 @@
-"""notebooks/quickstart.ipynb, executed headless with nbclient on CPU with a tiny run."""
+"""The notebooks, executed headless with nbclient on CPU with tiny runs."""
 
 import os
 
@@ -10,14 +10,15 @@ from nbclient.exceptions import CellExecutionError
 from conftest import REPO, TINY, read_scalars
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "quickstart.ipynb")
+FINETUNE = os.path.join(REPO, "notebooks", "finetune.ipynb")
 
 
-def execute(monkeypatch, **settings: str) -> nbformat.NotebookNode:
-    """Runs the notebook from notebooks/ in this clone, as Jupyter would, with QUICKSTART_*
+def execute(monkeypatch, path=NOTEBOOK, prefix="QUICKSTART", **settings: str):
+    """Runs the notebook from notebooks/ in this clone, as Jupyter would, with PREFIX_*
     settings; returns it with its outputs."""
     for key, value in settings.items():
-        monkeypatch.setenv(f"QUICKSTART_{key}", value)
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+        monkeypatch.setenv(f"{prefix}_{key}", value)
+    notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
         timeout=600,
@@ -34,8 +35,9 @@ def cell_text(notebook, marker: str) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
-def test_the_committed_notebook_has_no_outputs():
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize("path", [NOTEBOOK, FINETUNE])
+def test_the_committed_notebooks_have_no_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
@@ -85,3 +87,28 @@ def test_quickstart_stops_when_the_required_accelerator_is_missing(tmp_path, mon
         execute(monkeypatch, REQUIRE="tpu", WORKDIR=str(workdir))
     assert "REQUIRE = 'tpu', but JAX sees only cpu devices" in str(error.value)
     assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_finetune_notebook_pretrains_fine_tunes_evaluates_and_predicts(tmp_path, monkeypatch):
+    workdir = tmp_path / "finetune"
+    pretrain = " ".join(f"--config.{key}={value}" for key, value in TINY.items())
+    notebook = execute(
+        monkeypatch,
+        FINETUNE,
+        "FINETUNE",
+        REQUIRE="cpu",
+        PRETRAIN_FLAGS=pretrain,
+        MAX_TRAIN_EXAMPLES="64",
+        FLAGS="--config.batch_size=16 --config.data.max_seq_length=32",
+        WORKDIR=str(workdir),
+    )
+    assert f"Starting weights: {workdir / 'pretrain'}" in cell_text(notebook, "if not INIT_FROM")
+    assert "Loaded " in cell_text(notebook, "finetune_glue.py")  # the pretrained encoder
+    accuracy = read_scalars(str(workdir / "sst2"))["eval/accuracy"]
+    assert list(accuracy) == [4]  # 64 examples / 16 per batch, one epoch
+    evaluation = cell_text(notebook, "EventAccumulator").splitlines()
+    assert evaluation[0] == f"step     4: eval/accuracy {accuracy[4]:.4f}"
+    predictions = cell_text(notebook, "sentences = [").splitlines()
+    assert len(predictions) == 3
+    assert all(line.split()[0] in ("positive", "negative") for line in predictions)
