@@ -481,3 +481,28 @@ def test_read_and_encode_a_classification_file(tmp_path):
         [CLS, IDS["a"], IDS["dog"], SEP, PAD],
         [CLS, IDS["it"], SEP, PAD, PAD],
     ]
+
+
+@pytest.mark.parametrize("task", sorted(glue.GLUE))
+def test_tfds_glue_reads_through_the_real_builder(task):
+    """The feature names of every GLUE task's TFDS config, checked against the real builder
+    (with TFDS's mock data: no download)."""
+    import tensorflow_datasets as tfds
+
+    config = finetune_glue.get_config()
+    config.task = task
+    layout = glue.table_task(config)
+    with tfds.testing.mock_data(num_examples=3):
+        rows = glue.read_rows(f"tfds:glue/{task}", layout, split="train", data_dir=None)
+    assert len(rows) == 3
+    if layout.labels is not None:  # TFDS label i must mean our label i
+        names = tfds.builder(f"glue/{task}").info.features["label"].names
+        assert len(names) == len(layout.labels)
+        if not layout.labels[0].isdigit():
+            assert tuple(names) == layout.labels
+    for text_a, text_b, label in rows:
+        assert isinstance(text_a, str) and (text_b is None) == (layout.text_b is None)
+        if layout.labels is None:
+            float(label)
+        else:
+            assert label in layout.labels
