@@ -33,6 +33,7 @@ flags.DEFINE_integer("steps", 5, "Timed steps after warm-up; 0 compiles only.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
 flags.DEFINE_integer("vocab-size", measure.BERT_VOCAB_SIZE, "Model vocabulary size.")
 flags.DEFINE_integer("input-batches", 20, "Timed input-pipeline batches; 0 skips the pipeline.")
+flags.DEFINE_bool("profile", False, "Also trace two steps and report the time per kind of op.")
 
 
 def case_config(base: ConfigDict, preset: str, seq_len: int, batch: int, dtype: str) -> ConfigDict:
@@ -61,7 +62,9 @@ def run_case(config: ConfigDict, input_rates: dict) -> dict:
         "steps": FLAGS.steps,
         "warmup": FLAGS.warmup,
     }
-    record |= measure_step(config, FLAGS["vocab-size"].value, FLAGS.steps, FLAGS.warmup)
+    record |= measure_step(
+        config, FLAGS["vocab-size"].value, FLAGS.steps, FLAGS.warmup, FLAGS.profile
+    )
     if FLAGS["input-batches"].value > 0:
         key = (seq_len, batch)
         if key not in input_rates:

@@ -82,3 +82,18 @@ def test_input_check_warns_below_ten_times():
     slow = measure.input_check(90.0, 10.0)
     assert slow["input_to_step_ratio"] == pytest.approx(9.0)
     assert "9.0x" in slow["warning"]
+
+
+def test_profile_attributes_op_time_to_kinds_of_ops():
+    from bert_jax.bench.profile import _op_kinds, profile_calls
+
+    step = jax.jit(lambda a, b: jnp.tanh(a @ b).sum(axis=0))
+    a = jnp.arange(512 * 512, dtype=jnp.float32).reshape(512, 512) / 1e6
+    compiled = step.lower(a, a).compile()
+    kinds = _op_kinds(compiled.as_text())
+    assert "matmul" in kinds.values()
+    profile = profile_calls(lambda: compiled(a, a).block_until_ready(), compiled.as_text())
+    shares = profile["share_by_kind"]
+    assert abs(sum(shares.values()) - 1) < 1e-3
+    assert shares["matmul"] > 0 and profile["op_seconds_per_step"] > 0
+    assert all(name.split(" (")[0] in kinds for name in profile["top_ops"])

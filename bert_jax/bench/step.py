@@ -47,8 +47,11 @@ def _peak_memory() -> dict:
     return {"peak_memory_bytes": measure.peak_rss_bytes(), "peak_memory_source": "process_rss"}
 
 
-def measure_step(config: ConfigDict, vocab_size: int, steps: int, warmup: int) -> dict:
-    """Compiles the train step ahead of time, then times `steps` calls after `warmup` calls."""
+def measure_step(
+    config: ConfigDict, vocab_size: int, steps: int, warmup: int, profile: bool = False
+) -> dict:
+    """Compiles the train step ahead of time, then times `steps` calls after `warmup` calls;
+    with `profile`, traces two more calls and adds where their time went."""
     batch_size, seq_len = config.batch_size, config.data.max_seq_length
     max_predictions = max_predictions_per_seq(seq_len, config.data.masked_lm_prob)
     mesh = sharding.make_mesh(config)
@@ -99,6 +102,10 @@ def measure_step(config: ConfigDict, vocab_size: int, steps: int, warmup: int) -
         jax.block_until_ready((state, metrics))
 
     timing = measure.time_calls(run_once, warmup, steps)
+    if profile:
+        from bert_jax.bench.profile import profile_calls
+
+        record["profile"] = profile_calls(run_once, compiled.as_text())
     record |= measure.throughput(timing, batch_size, seq_len) | _peak_memory()
     peak, source = peak_flops(config)
     achieved = record["flops_per_step"] / timing.median_sec
