@@ -291,3 +291,18 @@ def test_remat_gives_the_same_outputs_and_gradients():
     remat, remat_recomputes = loss_and_grad(dataclasses.replace(config, remat=True))
     assert (plain_recomputes, remat_recomputes) == (False, True)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), plain, remat)
+
+
+def test_fused_attention_path_matches_the_einsum_path():
+    """Without dropout on the probabilities, attention goes through jax.nn.dot_product_attention;
+    a vanishing dropout rate keeps the einsum path, and both must agree."""
+    from bert_jax.model import SelfAttention, padding_bias
+
+    config = dataclasses.replace(CONFIG, attention_dropout=0.0)
+    fused = SelfAttention(config, rngs=nnx.Rngs(0))
+    einsum = SelfAttention(dataclasses.replace(config, attention_dropout=1e-30), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 6, config.hidden_size))
+    bias = padding_bias(jnp.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]))
+    rng = jax.random.key(2)
+    np.testing.assert_allclose(fused(x, bias, dropout_rng=rng), einsum(x, bias, dropout_rng=rng),
+                               atol=1e-6)  # fmt: skip

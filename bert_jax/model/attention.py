@@ -55,6 +55,13 @@ class SelfAttention(nnx.Module):
     ) -> jax.Array:
         """Attends [B, S, H] hidden states to each other; `attention_bias` from `padding_bias`."""
         query, key, value = self.query(x), self.key(x), self.value(x)  # [B, S, heads, kv]
+        if dropout_rng is None or self.dropout.rate == 0.0:
+            # No dropout on the probabilities: the fused kernel (cuDNN flash attention on GPU
+            # for bf16/fp16, XLA elsewhere) computes the same softmax(q·k·scale + bias)·v.
+            context = jax.nn.dot_product_attention(
+                query, key, value, bias=attention_bias.astype(query.dtype), scale=self.scale
+            )
+            return self.output(context)
         # Scores and softmax in float32: the padding bias and small probabilities survive bf16.
         scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
         probs = jax.nn.softmax(scores * self.scale + attention_bias, axis=-1)
