@@ -14,6 +14,7 @@ import sys
 
 from etils import epath
 
+from bert_jax.data.sources import load_tfds
 from bert_jax.errors import UserError
 
 Document = list[str]
@@ -176,19 +177,9 @@ def _read_bert_text(path: str) -> list[Document]:
 
 def _tfds_documents(name: str, data_dir: str | None, split: str, text_key: str) -> list[Document]:
     """One document per example of an already prepared TFDS dataset (nothing is downloaded)."""
-    import tensorflow_datasets as tfds  # imports TensorFlow: only this source pays for it
+    import tensorflow_datasets as tfds
 
-    where = data_dir or "the default TFDS data_dir"
-    try:
-        dataset, info = tfds.load(
-            name, split=split, data_dir=data_dir, download=False, with_info=True
-        )
-    except (ValueError, AssertionError) as error:  # not found, not prepared, unknown split
-        reason = str(error).splitlines()[0]
-        raise UserError(
-            f"data.corpus='tfds:{name}' could not be read from {where} ({reason}); "
-            "prepare it there with `tfds build` or fix the name, split or data_dir."
-        ) from None
+    dataset, info = load_tfds(name, split=split, data_dir=data_dir, setting="data.corpus")
     if text_key not in info.features:
         raise UserError(
             f"data.corpus='tfds:{name}' has no feature {text_key!r}; set "

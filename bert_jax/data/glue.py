@@ -14,6 +14,7 @@ import tensorflow as tf
 from ml_collections import ConfigDict
 
 from bert_jax.data.encoding import encode_pair
+from bert_jax.data.sources import load_tfds
 from bert_jax.errors import UserError
 
 
@@ -158,15 +159,9 @@ def _row(record: dict, task: TableTask, source: str, line: int) -> Row:
 
 
 def _tfds_rows(name: str, task: TableTask, split: str, data_dir: str | None) -> list[Row]:
-    import tensorflow_datasets as tfds  # slow to import; only TFDS users pay for it
+    import tensorflow_datasets as tfds
 
-    try:
-        dataset = tfds.load(name, split=split, data_dir=data_dir)
-    except Exception as error:  # noqa: BLE001 - TFDS raises many kinds; all mean "not there"
-        raise UserError(
-            f"TFDS dataset {name!r} split {split!r} could not be loaded ({error}); download it "
-            "with `tfds build` or set data.data_dir."
-        ) from None
+    dataset, _ = load_tfds(name, split=split, data_dir=data_dir)
     return [tfds_row(example, task) for example in tfds.as_numpy(dataset)]
 
 

@@ -8,12 +8,13 @@ as in the BERT paper's NER setup, so `labels` carry -1 (ignored) everywhere else
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
-from etils import epath
 
+from bert_jax.data import sources
+from bert_jax.data.sources import numbered_lines
 from bert_jax.errors import UserError
 
 TaggedSentence = tuple[list[str], list[str]]
@@ -46,7 +47,7 @@ def read_conll(path: str) -> list[TaggedSentence]:
     sentences: list[TaggedSentence] = []
     words: list[str] = []
     tags: list[str] = []
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         columns = line.split()
         if not columns or columns[0] == _DOCSTART:
             if words:
@@ -78,7 +79,7 @@ def read_jsonl(
     Blank lines are skipped.
     """
     sentences = []
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         if not line.strip():
             continue
         where = f"{path}, line {number}"
@@ -129,19 +130,9 @@ def load_tfds(
     conll2003's splits are "train", "dev" and "test"; its tags are read from the ClassLabel names
     of the `ner` feature in the builder's info.
     """
-    import tensorflow_datasets as tfds  # imports TensorFlow: only this source pays for it
+    import tensorflow_datasets as tfds
 
-    where = data_dir or "the default TFDS data_dir"
-    try:
-        dataset, info = tfds.load(
-            name, split=split, data_dir=data_dir, download=False, with_info=True
-        )
-    except (ValueError, AssertionError) as error:  # not found, not prepared, unknown split
-        reason = str(error).splitlines()[0]
-        raise UserError(
-            f"'tfds:{name}' could not be read from {where} ({reason}); prepare it there with "
-            "`tfds build` or fix the name, split or data_dir."
-        ) from None
+    dataset, info = sources.load_tfds(name, split=split, data_dir=data_dir)
     for key in (tokens_key, tags_key):
         if key not in info.features:
             raise UserError(
@@ -318,25 +309,6 @@ def _label_id(tag: str, label_to_id: Mapping[str, int]) -> int:
             "every tag, or fix the tag."
         )
     return label_to_id[tag]
-
-
-def _numbered_lines(path: str) -> Iterator[tuple[int, str]]:
-    """(line number from 1, text) of a UTF-8 file, local or remote; unreadable files are errors."""
-    try:
-        with epath.Path(path).open("rb") as file:
-            for number, line in enumerate(file, 1):
-                try:
-                    # "utf-8-sig" drops the byte-order mark some editors put first.
-                    text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    raise UserError(
-                        f"{path}, line {number} is not UTF-8; save the file as UTF-8."
-                    ) from None
-                yield number, text
-    except OSError as error:
-        raise UserError(
-            f"{path} cannot be read ({error.strerror or error}); check the path."
-        ) from None
 
 
 def _tagged(

@@ -10,7 +10,6 @@ character spans the tokenizer reports, so they come back with their exact charac
 """
 
 import dataclasses
-import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -18,7 +17,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from etils import epath
 
+from bert_jax.data import sources
 from bert_jax.data.offsets import token_spans
+from bert_jax.data.sources import numbered_lines
 from bert_jax.data.tokenizer import Tokenizer
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
@@ -106,7 +107,7 @@ def read_jsonl(path: str) -> list[QAExample]:
     [...]}}; empty answer lists mean no answer. Blank lines are skipped.
     """
     examples = []
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         if not line.strip():
             continue
         where = f"{path}, line {number}"
@@ -153,17 +154,9 @@ def example_from_tfds(features: Mapping[str, Any], *, origin: str = "TFDS") -> Q
 def load_tfds(name: str, *, split: str, data_dir: str | None = None) -> list[QAExample]:
     """Examples of an already prepared TFDS dataset such as "squad/v2.0" (nothing is
     downloaded); splits of `squad` are "train" and "validation"."""
-    import tensorflow_datasets as tfds  # imports TensorFlow: only this source pays for it
+    import tensorflow_datasets as tfds
 
-    where = data_dir or "the default TFDS data_dir"
-    try:
-        dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
-    except (ValueError, AssertionError) as error:  # not found, not prepared, unknown split
-        reason = str(error).splitlines()[0]
-        raise UserError(
-            f"'tfds:{name}' could not be read from {where} ({reason}); prepare it there with "
-            f"`tfds build {name}` or fix the name, split or data_dir."
-        ) from None
+    dataset, _ = sources.load_tfds(name, split=split, data_dir=data_dir)
     origin = f"tfds:{name}[{split}]"
     examples = [example_from_tfds(item, origin=origin) for item in tfds.as_numpy(dataset)]
     return _unique(examples, origin)
@@ -243,17 +236,6 @@ def _load_json(path: str) -> Any:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(
             f"{path} cannot be read as JSON ({error}); give a UTF-8 SQuAD JSON file."
-        ) from None
-
-
-def _numbered_lines(path: str) -> Iterator[tuple[int, str]]:
-    """(1-based number, line) of a UTF-8 text file, local or remote."""
-    try:
-        with epath.Path(path).open("rb") as raw, io.TextIOWrapper(raw, "utf-8") as lines:
-            yield from enumerate(lines, 1)
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(
-            f"{path} cannot be read as JSON lines ({error}); give a UTF-8 file."
         ) from None
 
 
