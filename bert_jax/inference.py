@@ -13,8 +13,10 @@ from flax import nnx
 
 from bert_jax import eval_metrics
 from bert_jax.convert.workdir import checkpoint_model_config, newest_step_dir, read_checkpoint
-from bert_jax.data import ner, squad
+from bert_jax.data import ner, squad_decoding
 from bert_jax.data.encoding import encode_pair
+from bert_jax.data.squad_examples import QAExample
+from bert_jax.data.squad_features import make_features
 from bert_jax.data.tokenizers import tokenizer_from_meta
 from bert_jax.errors import UserError
 from bert_jax.model.task_heads import (
@@ -130,11 +132,11 @@ class Predictor:
         examples = []
         for number, record in enumerate(_records(lines, ["question", "context"])):
             examples.append(
-                squad.QAExample(
+                QAExample(
                     str(record.get("id", number)), record["question"], record["context"], (), ()
                 )
             )
-        features = squad.make_features(
+        features = make_features(
             self.tokenizer,
             examples,
             max_seq_length=info["max_seq_length"],
@@ -144,24 +146,20 @@ class Predictor:
         )
         arrays = {key: getattr(features, key) for key in INPUTS}
         logits = self.logits(arrays, batch_size)
-        options = dict(
-            n_best_size=info["n_best_size"],
-            max_answer_length=info["max_answer_length"],
-            version_2=info["version_2"],
-        )
-        answers = squad.best_answers(
+        ranked = squad_decoding.predictions(
             examples,
             features,
             logits[..., 0],
             logits[..., 1],
+            n_best_size=info["n_best_size"],
+            max_answer_length=info["max_answer_length"],
+            version_2=info["version_2"],
             null_score_diff_threshold=info["null_score_diff_threshold"],
-            **options,
         )
-        ranked = squad.nbest(examples, features, logits[..., 0], logits[..., 1], **options)
         records = []
         for example in examples:
-            answer = answers[example.id]
-            probability = next((c.probability for c in ranked[example.id] if c.text == answer), 0.0)
+            answer, candidates = ranked[example.id]
+            probability = next((c.probability for c in candidates if c.text == answer), 0.0)
             records.append({"id": example.id, "answer": answer, "probability": probability})
         return records
 

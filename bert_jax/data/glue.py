@@ -7,14 +7,13 @@ without a header) or from TFDS (`tfds:glue/sst2`), and are encoded into fixed-le
 import csv
 import dataclasses
 import io
-import json
 
 import numpy as np
 import tensorflow as tf
 from ml_collections import ConfigDict
 
+from bert_jax.data import sources
 from bert_jax.data.encoding import encode_pair
-from bert_jax.data.sources import load_tfds
 from bert_jax.errors import UserError
 
 
@@ -109,15 +108,11 @@ def read_rows(source: str, task: TableTask, *, split: str, data_dir: str | None)
         return _tfds_rows(source[len("tfds:") :], task, split, data_dir)
     if not tf.io.gfile.exists(source):
         raise UserError(f"{source} does not exist; check data.train and data.validation.")
+    if source.endswith((".jsonl", ".json")):
+        return [_row(record, task, source, n) for n, record in sources.json_lines(source)]
     with tf.io.gfile.GFile(source, "rb") as file:
         # utf-8-sig: GLUE's MRPC files start with a byte-order mark.
         text = file.read().decode("utf-8-sig")
-    if source.endswith((".jsonl", ".json")):
-        return [
-            _row(_json_record(line, source, number), task, source, number)
-            for number, line in enumerate(text.splitlines(), start=1)
-            if line.strip()
-        ]
     # GLUE's TSVs hold unbalanced quotes: read them as plain tab-separated text.
     lines = io.StringIO(text)
     reader = (
@@ -139,13 +134,6 @@ def read_rows(source: str, task: TableTask, *, split: str, data_dir: str | None)
     return [_row(record, task, source, number) for number, record in records]
 
 
-def _json_record(line: str, source: str, number: int) -> dict:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{source} line {number} is not valid JSON ({error.msg}).") from None
-
-
 def _row(record: dict, task: TableTask, source: str, line: int) -> Row:
     columns = [task.text_a, task.label] + ([task.text_b] if task.text_b else [])
     absent = [column for column in columns if column not in record]
@@ -161,7 +149,7 @@ def _row(record: dict, task: TableTask, source: str, line: int) -> Row:
 def _tfds_rows(name: str, task: TableTask, split: str, data_dir: str | None) -> list[Row]:
     import tensorflow_datasets as tfds
 
-    dataset, _ = load_tfds(name, split=split, data_dir=data_dir)
+    dataset, _ = sources.load_tfds(name, split=split, data_dir=data_dir)
     return [tfds_row(example, task) for example in tfds.as_numpy(dataset)]
 
 

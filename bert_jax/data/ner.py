@@ -7,7 +7,6 @@ as in the BERT paper's NER setup, so `labels` carry -1 (ignored) everywhere else
 """
 
 import functools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -79,16 +78,8 @@ def read_jsonl(
     Blank lines are skipped.
     """
     sentences = []
-    for number, line in numbered_lines(path):
-        if not line.strip():
-            continue
+    for number, record in sources.json_lines(path):
         where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(
-                f"{where} is not valid JSON ({error.msg}); write one JSON object per line."
-            ) from None
         if not isinstance(record, dict) or tokens_key not in record or tags_key not in record:
             raise UserError(
                 f"{where} is not an object with keys {tokens_key!r} and {tags_key!r}; set the "

@@ -1,7 +1,9 @@
 """Reading what users point data settings at: text files (local or gs://) and prepared TFDS
 datasets, with one clear error for each way they can fail."""
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 from etils import epath
 
@@ -25,6 +27,20 @@ def numbered_lines(path: str) -> Iterator[tuple[int, str]]:
         raise UserError(
             f"{path} cannot be read ({error.strerror or error}); check the path."
         ) from None
+
+
+def json_lines(path: str) -> Iterator[tuple[int, Any]]:
+    """(line number from 1, decoded value) of each non-blank line of a JSON-lines file."""
+    for number, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(
+                f"{path}, line {number} is not valid JSON ({error.msg}); write one JSON object "
+                "per line."
+            ) from None
 
 
 def load_tfds(name: str, *, split: str, data_dir: str | None, setting: str | None = None):

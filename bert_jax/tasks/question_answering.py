@@ -6,7 +6,9 @@ import optax
 from ml_collections import ConfigDict
 
 from bert_jax import eval_metrics, flops
-from bert_jax.data import squad
+from bert_jax.data.squad_decoding import best_answers
+from bert_jax.data.squad_examples import read_examples
+from bert_jax.data.squad_features import QAFeatures, make_features
 from bert_jax.model.task_heads import BertForQuestionAnswering
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
@@ -40,7 +42,7 @@ def eval_outputs(model, batch) -> dict:
     }
 
 
-def _arrays(features: squad.QAFeatures, with_targets: bool) -> dict[str, np.ndarray]:
+def _arrays(features: QAFeatures, with_targets: bool) -> dict[str, np.ndarray]:
     keys = ["input_ids", "token_type_ids", "attention_mask"]
     keys += ["start_positions", "end_positions"] if with_targets else []
     return {key: getattr(features, key) for key in keys}
@@ -52,7 +54,7 @@ def build(config: ConfigDict, workdir: str) -> Task:
     start = starting_point(config)
 
     def read(source, split):
-        return squad.read_examples(source, split=split, data_dir=data.data_dir)
+        return read_examples(source, split=split, data_dir=data.data_dir)
 
     train_examples = read(data.train, data.train_split)[: data.max_train_examples]
     eval_examples = read(data.validation, data.validation_split)
@@ -61,12 +63,8 @@ def build(config: ConfigDict, workdir: str) -> Task:
         doc_stride=data.doc_stride,
         max_query_length=data.max_query_length,
     )
-    train_features = squad.make_features(
-        start.tokenizer, train_examples, is_training=True, **options
-    )
-    eval_features = squad.make_features(
-        start.tokenizer, eval_examples, is_training=False, **options
-    )
+    train_features = make_features(start.tokenizer, train_examples, is_training=True, **options)
+    eval_features = make_features(start.tokenizer, eval_examples, is_training=False, **options)
     train, eval_batches = finetuning.batches(
         config, _arrays(train_features, True), _arrays(eval_features, False)
     )
@@ -81,7 +79,7 @@ def build(config: ConfigDict, workdir: str) -> Task:
         joined = finetuning.gather(outputs)
         # Padded batches keep every feature once, in order: example_index is the feature's row.
         order = np.argsort(joined["example_index"])
-        answers = squad.best_answers(
+        answers = best_answers(
             eval_examples,
             eval_features,
             joined["start_logits"][order],
