@@ -15,6 +15,17 @@ def padding_bias(attention_mask: jax.Array) -> jax.Array:
     return jnp.where(attention_mask[:, None, None, :] > 0, 0.0, _MASKED_SCORE).astype(jnp.float32)
 
 
+def packing_bias(segment_ids: jax.Array) -> jax.Array:
+    """Additive float32 score bias [B, 1, S, S] for rows holding several packed examples.
+
+    `segment_ids` [B, S] numbers the example each token belongs to (1, 2, ...; 0 = padding); it
+    is not BERT's sentence A/B `token_type_ids`. A query sees only keys of its own example.
+    """
+    same_example = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]
+    visible = same_example & (segment_ids[:, None, None, :] > 0)
+    return jnp.where(visible, 0.0, _MASKED_SCORE).astype(jnp.float32)
+
+
 class SelfAttention(nnx.Module):
     """Bidirectional scaled dot-product attention over all heads, as in the original BERT."""
 
@@ -53,7 +64,8 @@ class SelfAttention(nnx.Module):
         *,
         dropout_rng: jax.Array | None = None,
     ) -> jax.Array:
-        """Attends [B, S, H] hidden states to each other; `attention_bias` from `padding_bias`."""
+        """Attends [B, S, H] hidden states to each other; `attention_bias` from `padding_bias`
+        ([B, 1, 1, S]) or `packing_bias` ([B, 1, S, S])."""
         query, key, value = self.query(x), self.key(x), self.value(x)  # [B, S, heads, kv]
         if dropout_rng is None or self.dropout.rate == 0.0:
             # No dropout on the probabilities: the fused kernel (cuDNN flash attention on GPU

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bert_jax.model.attention import SelfAttention, padding_bias
+from bert_jax.model.attention import SelfAttention, packing_bias, padding_bias
 from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
 from bert_jax.model.embeddings import BertEmbeddings
 
@@ -128,14 +128,28 @@ class BertModel(nnx.Module):
         attention_mask: jax.Array,
         *,
         dropout_rng: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        cls_positions: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Returns float32 (sequence_output [B, S, H], pooled_output [B, H]).
 
         `attention_mask` is 1 for real tokens and 0 for padding; `dropout_rng=None` means eval.
+        Packed rows (several examples per row, `data/packing.py`) also give `segment_ids`
+        [B, S] (which example, 0 = padding: examples attend only to themselves), `position_ids`
+        [B, S] (restarting per example) and `cls_positions` [B, M] (each example's [CLS]),
+        and get pooled_output [B, M, H], one per example.
         """
         embeddings_rng, encoder_rng = _split(dropout_rng, 2)
-        x = self.embeddings(input_ids, token_type_ids, dropout_rng=embeddings_rng)
-        x = self.encoder(x, padding_bias(attention_mask), dropout_rng=encoder_rng)
+        x = self.embeddings(
+            input_ids, token_type_ids, dropout_rng=embeddings_rng, position_ids=position_ids
+        )
+        bias = padding_bias(attention_mask) if segment_ids is None else packing_bias(segment_ids)
+        x = self.encoder(x, bias, dropout_rng=encoder_rng)
         # The pooled output summarises the sequence from the first ([CLS]) position.
-        pooled = jnp.tanh(self.pooler(x[:, 0]).astype(jnp.float32))
+        if cls_positions is None:
+            cls = x[:, 0]
+        else:
+            cls = jnp.take_along_axis(x, cls_positions[:, :, None], axis=1)  # [B, M, H]
+        pooled = jnp.tanh(self.pooler(cls).astype(jnp.float32))
         return x, pooled

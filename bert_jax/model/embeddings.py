@@ -32,8 +32,13 @@ class BertEmbeddings(nnx.Module):
         token_type_ids: jax.Array,
         *,
         dropout_rng: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
     ) -> jax.Array:
-        """Embeds [B, S] ids; `dropout_rng=None` means no dropout."""
+        """Embeds [B, S] ids; `dropout_rng=None` means no dropout.
+
+        `position_ids` [B, S] (default 0..S-1 in every row) restart at 0 for each example of a
+        packed row, so it is embedded as if it stood alone.
+        """
         seq_len = input_ids.shape[1]
         # jnp.take clamps out-of-range indices, so a too-long sequence would pass silently.
         if seq_len > self.position.num_embeddings:
@@ -41,9 +46,6 @@ class BertEmbeddings(nnx.Module):
                 f"Sequences of length {seq_len} exceed "
                 f"model.max_position_embeddings={self.position.num_embeddings}; raise it."
             )
-        x = (
-            self.word(input_ids)
-            + self.position(jnp.arange(seq_len))[None]
-            + self.token_type(token_type_ids)
-        )
+        positions = jnp.arange(seq_len)[None] if position_ids is None else position_ids
+        x = self.word(input_ids) + self.position(positions) + self.token_type(token_type_ids)
         return self.dropout(self.norm(x), deterministic=dropout_rng is None, rngs=dropout_rng)

@@ -42,12 +42,22 @@ class _TaskModel(nnx.Module):
         attention_mask: jax.Array,
         *,
         dropout_rng: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        cls_positions: jax.Array | None = None,
     ) -> jax.Array:
-        """float32 logits; `dropout_rng=None` means evaluation (no dropout)."""
+        """float32 logits; `dropout_rng=None` means evaluation (no dropout). The packed-row
+        inputs `segment_ids`, `position_ids` and `cls_positions` are BertModel's."""
         rngs = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
         encoder_rng, head_rng = rngs
         sequence_output, pooled_output = self.bert(
-            input_ids, token_type_ids, attention_mask, dropout_rng=encoder_rng
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            dropout_rng=encoder_rng,
+            segment_ids=segment_ids,
+            position_ids=position_ids,
+            cls_positions=cls_positions,
         )
         x = self.features(sequence_output, pooled_output)
         x = self.dropout(x, deterministic=dropout_rng is None, rngs=head_rng)
@@ -55,7 +65,10 @@ class _TaskModel(nnx.Module):
 
 
 class BertForSequenceClassification(_TaskModel):
-    """Logits [B, num_labels] from the pooled [CLS] output; num_labels=1 is regression."""
+    """Logits [B, num_labels] from the pooled [CLS] output; num_labels=1 is regression.
+
+    Packed rows (`cls_positions` [B, M]) give logits [B, M, num_labels], one per example.
+    """
 
     def __init__(self, config: BertConfig, num_labels: int, *, rngs: nnx.Rngs):
         super().__init__(config, num_labels, rngs=rngs, name="classifier")
