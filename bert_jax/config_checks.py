@@ -41,6 +41,7 @@ def validate_config(config: ConfigDict) -> None:
         "data.dupe_factor",
         "data.vocab_size",
         "data.max_train_examples",
+        "data.max_segments_per_row",
         "num_epochs",
     ):
         value = _lookup(config, key)

@@ -4,10 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 from ml_collections import ConfigDict
 
 from bert_jax import eval_metrics, flops
 from bert_jax.data import glue
+from bert_jax.data.packing import pack_examples
 from bert_jax.model.task_heads import BertForSequenceClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
@@ -17,19 +19,27 @@ from bert_jax.tasks.starting_point import starting_point
 
 def make_loss(regression: bool):
     def loss(model, batch, dropout_rng):
+        """The mean over the batch's examples: one per row, or (packed rows) one per filled slot
+        of `labels` [B, M], read at each example's [CLS], whose `label_weight` is 1."""
         logits = forward(model, batch, dropout_rng)
         labels = batch["labels"]
+        weight = batch.get("label_weight", jnp.ones(labels.shape, jnp.float32))
         if regression:
-            per_example = jnp.square(logits[:, 0] - labels)
+            per_example = jnp.square(logits[..., 0] - labels)
             sums = {}
         else:
             per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-            correct = (logits.argmax(-1) == labels).sum().astype(jnp.float32)
-            sums = {"correct": correct}
-        sums |= {"loss_sum": per_example.sum(), "count": jnp.float32(labels.shape[0])}
-        return per_example.mean(), sums
+            sums = {"correct": ((logits.argmax(-1) == labels) * weight).sum()}
+        count, loss_sum = weight.sum(), (per_example * weight).sum()
+        sums |= {"loss_sum": loss_sum, "count": count}
+        return loss_sum / jnp.maximum(count, 1.0), sums
 
     return loss
+
+
+def summarize_packed(sums: dict, num_steps: int) -> dict:
+    """The unpacked figures, and how many examples a batch of packed rows carried on average."""
+    return finetuning.summarize(sums, num_steps) | {"examples_per_step": sums["count"] / num_steps}
 
 
 def eval_outputs(model, batch) -> dict:
@@ -82,8 +92,19 @@ def build(config: ConfigDict, workdir: str) -> Task:
     def encode(rows, source):
         return glue.encode_rows(rows, start.tokenizer, labels, data.max_seq_length, source)
 
+    train_arrays = encode(train_rows, data.train)
+    if data.pack_sequences:
+        # Once, before any shuffling: the rows depend on the data alone, so a resumed run
+        # sees the same rows, shuffled by (seed, epoch) like unpacked examples.
+        train_arrays = pack_examples(
+            train_arrays, max_segments=data.max_segments_per_row, pad_id=start.tokenizer.pad_id
+        )
+        logging.info(
+            "Packed %d training examples into %d rows of %d tokens.",
+            len(train_rows), len(train_arrays["input_ids"]), data.max_seq_length,
+        )  # fmt: skip
     train, eval_batches = finetuning.batches(
-        config, encode(train_rows, data.train), encode(eval_rows, data.validation)
+        config, train_arrays, encode(eval_rows, data.validation)
     )
     bert = start.model_config
 
@@ -97,11 +118,12 @@ def build(config: ConfigDict, workdir: str) -> Task:
         model_config=bert,
         build_model=lambda rngs: BertForSequenceClassification(bert, num_labels or 1, rngs=rngs),
         loss=make_loss(regression=num_labels is None),
-        summarize=finetuning.summarize,
+        summarize=summarize_packed if data.pack_sequences else finetuning.summarize,
         train=train,
         eval_batches=eval_batches,
         eval_outputs=eval_outputs,
         evaluate=evaluate,
+        # Packed or not, a step runs batch_size rows of max_seq_length tokens.
         flops_per_step=flops.train_flops_per_step(
             bert, config.batch_size, data.max_seq_length, 0, sentence_head=True
         ),

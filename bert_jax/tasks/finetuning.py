@@ -8,10 +8,13 @@ from bert_jax.data.batches import EpochBatches, array_batches, padded_batches
 from bert_jax.errors import UserError
 
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+# Only packed training batches (data/packing.py) have these.
+PACKED_INPUTS = ("segment_ids", "position_ids", "cls_positions")
 
 
 def forward(model, batch: dict, dropout_rng=None):
-    return model(*(batch[k] for k in INPUTS), dropout_rng=dropout_rng)
+    packed = {k: batch[k] for k in PACKED_INPUTS if k in batch}
+    return model(*(batch[k] for k in INPUTS), dropout_rng=dropout_rng, **packed)
 
 
 def require_data(config: ConfigDict) -> None:
@@ -19,6 +22,14 @@ def require_data(config: ConfigDict) -> None:
         raise UserError(
             "Set data.train and data.validation to the training and validation data (files, or "
             "tfds:NAME)."
+        )
+
+
+def require_unpacked(config: ConfigDict) -> None:
+    if config.data.pack_sequences:
+        raise UserError(
+            f"data.pack_sequences works only for sentence classification and regression, not "
+            f"task={config.task!r}; set it to false."
         )
 
 

@@ -51,6 +51,7 @@ def _arrays(features: QAFeatures, with_targets: bool) -> dict[str, np.ndarray]:
 def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     finetuning.require_data(config)
+    finetuning.require_unpacked(config)
     start = starting_point(config)
 
     def read(source, split):

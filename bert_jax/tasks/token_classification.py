@@ -37,6 +37,7 @@ def eval_outputs(model, batch) -> dict:
 def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     finetuning.require_data(config)
+    finetuning.require_unpacked(config)
     start = starting_point(config)
 
     def read(source, split):

@@ -1,0 +1,146 @@
+"""Fine-tuning on packed rows (`data.pack_sequences`): an SST-2 slice learns, epochs count packed
+rows, a stopped run resumes bitwise exactly, and tasks that cannot pack refuse in one line."""
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, final_params, read_scalars
+
+SST2 = os.path.join(os.path.dirname(REPO), "shared", "data", "sst2")
+BATCH_ROWS = 8
+# Throughput depends on the clock; every other logged figure must match exactly.
+TIMING_TAGS = {"train/tokens_per_sec", "train/tokens_per_sec_per_device", "train/mfu"}
+
+
+def settings(vocab: str) -> dict:
+    return {
+        "model.preset": "tiny",
+        "log_every_steps": 25,
+        "eval_every_steps": 1000,
+        "data.tokenizer": vocab,
+        "data.train": os.path.join(SST2, "train.tsv"),
+        "data.validation": os.path.join(SST2, "dev.tsv"),
+        "data.max_train_examples": 8000,
+        "data.max_seq_length": 64,
+        "data.pack_sequences": True,
+        "batch_size": BATCH_ROWS,
+        "num_epochs": 1,
+        "learning_rate": 1e-3,
+        "checkpoint_every_steps": 50,
+    }
+
+
+def finetune_command(config: str, workdir: str, overrides: dict) -> list[str]:
+    flags = [f"--config.{key}={value}" for key, value in overrides.items()]
+    command = [sys.executable, "-m", "bert_jax.main", f"--config=configs/{config}.py"]
+    return [*command, f"--workdir={workdir}", *flags]
+
+
+def finetune(config: str, workdir: str, **overrides) -> subprocess.CompletedProcess:
+    command = finetune_command(config, workdir, overrides)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def read_tsv(path: str) -> list[tuple[str, str]]:
+    with open(path) as file:
+        return [tuple(line.rstrip("\n").split("\t")) for line in file][1:]
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory) -> str:
+    train = read_tsv(os.path.join(SST2, "train.tsv"))
+    counts = collections.Counter(w for sentence, _ in train for w in sentence.split())
+    words = sorted(w for w, _ in counts.most_common(3000))
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def packed_run(tmp_path_factory, vocab) -> tuple[str, int]:
+    """The uninterrupted packed run: its workdir and how many rows its 8000 examples filled."""
+    workdir = str(tmp_path_factory.mktemp("packed") / "sst2")
+    result = finetune("finetune_glue", workdir, **settings(vocab))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [rows] = re.findall(
+        r"Packed 8000 training examples into (\d+) rows of 64 tokens", result.stderr
+    )
+    return workdir, int(rows)
+
+
+@pytest.mark.slow
+def test_packed_sst2_slice_learns_and_counts_epochs_in_rows(packed_run):
+    workdir, rows = packed_run
+    assert rows < 8000 / 4  # SST-2 phrases are short: more than four to a 64-token row
+    scalars = read_scalars(workdir)
+    final_step = max(scalars["eval/accuracy"])
+    assert final_step == rows // BATCH_ROWS  # one epoch of packed rows
+
+    # Each step trained on the examples of 8 rows, not on 8 examples.
+    assert min(scalars["train/examples_per_step"].values()) > 4 * BATCH_ROWS
+    losses = [scalars["train/loss"][step] for step in sorted(scalars["train/loss"])]
+    assert losses[-1] < losses[0] - 0.1
+
+    labels = np.array([int(label) for _, label in read_tsv(os.path.join(SST2, "dev.tsv"))])
+    majority = max(labels.mean(), 1 - labels.mean())
+    accuracy = scalars["eval/accuracy"][final_step]
+    print(f"packed SST-2 dev accuracy {accuracy:.4f} vs majority {majority:.4f}")
+    assert accuracy > majority + 0.1
+
+
+@pytest.mark.slow
+def test_stopped_packed_run_resumes_bitwise_exactly(packed_run, vocab, tmp_path):
+    reference, rows = packed_run
+    workdir = str(tmp_path / "stopped")
+    command = finetune_command("finetune_glue", workdir, settings(vocab))
+    process = subprocess.Popen(
+        command, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    steps = rows // BATCH_ROWS
+    for line in process.stderr:
+        if f"step 75/{steps} " in line:
+            process.send_signal(signal.SIGTERM)  # saves at the next step and exits
+            break
+    process.stderr.read()
+    assert process.wait(timeout=300) == 0
+    stopped_at = max(
+        int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()
+    )
+    assert 75 <= stopped_at < steps
+
+    result = finetune("finetune_glue", workdir, **settings(vocab))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from the checkpoint at step {stopped_at}" in result.stderr
+    expected, resumed = final_params(reference), final_params(workdir)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert np.array_equal(expected[name], resumed[name]), name
+    expected_scalars, resumed_scalars = read_scalars(reference), read_scalars(workdir)
+    assert expected_scalars.keys() == resumed_scalars.keys()
+    for tag in expected_scalars.keys() - TIMING_TAGS:
+        assert expected_scalars[tag] == resumed_scalars[tag], tag
+
+
+@pytest.mark.parametrize("config", ["finetune_ner", "finetune_squad"])
+def test_packing_is_refused_where_the_task_cannot_use_it(tmp_path, config):
+    workdir = tmp_path / "run"
+    result = finetune(
+        config,
+        str(workdir),
+        **{
+            "data.train": str(tmp_path / "train.txt"),
+            "data.validation": str(tmp_path / "dev.txt"),
+            "data.pack_sequences": True,
+        },
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: data.pack_sequences works only for sentence classification")
+    assert not workdir.exists()
