@@ -11,6 +11,7 @@ from flax import nnx
 from bert_jax.data.packing import pack_examples
 from bert_jax.model import BertConfig, BertModel
 from bert_jax.model.task_heads import BertForSequenceClassification
+from bert_jax.tasks.classification import make_loss
 
 # Attention dropout this small never drops (keep probability 1.0 in float32) and scales by
 # exactly 1, yet a dropout key sends attention through the einsum path instead of the fused one.
@@ -134,3 +135,26 @@ def test_packed_classification_logits_match_alone(rows, path):
     assert packed_logits.shape == (2, MAX_SEGMENTS, 3)
     for example, row, slot, _ in example_spans(packed):
         np.testing.assert_allclose(packed_logits[row, slot], alone_logits[example], atol=ATOL)
+
+
+@pytest.mark.parametrize("regression", [False, True], ids=["classification", "regression"])
+def test_packed_loss_is_the_mean_over_the_same_examples(regression):
+    """The loss, accuracy count and example count of packed rows are those of the examples
+    alone: each is read at its own [CLS], and empty slots weigh nothing."""
+    alone = alone_rows()
+    rng = np.random.default_rng(1)
+    alone["labels"] = (
+        rng.normal(size=len(LENGTHS)).astype(np.float32)
+        if regression
+        else rng.integers(0, 3, len(LENGTHS)).astype(np.int32)
+    )
+    packed = pack_examples(alone, max_segments=MAX_SEGMENTS, pad_id=0)
+    model = BertForSequenceClassification(CONFIG, 1 if regression else 3, rngs=nnx.Rngs(2))
+    loss = nnx.jit(make_loss(regression))
+    alone_loss, alone_sums = loss(model, alone, None)
+    packed_loss, packed_sums = loss(model, packed, None)
+    np.testing.assert_allclose(packed_loss, alone_loss, rtol=1e-5)
+    assert packed_sums.keys() == alone_sums.keys()
+    for key in alone_sums:
+        np.testing.assert_allclose(packed_sums[key], alone_sums[key], rtol=1e-5, err_msg=key)
+    assert float(packed_sums["count"]) == len(LENGTHS)
