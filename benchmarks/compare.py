@@ -4,9 +4,10 @@
 
 Runs `python -m bert_jax.benchmark` and `benchmarks/hf_pytorch.py` one after the other (never
 at once, so neither steals the other's cores), in fresh processes so each reports its own peak
-memory, alternating which goes first from round to round. Prints every JSON line of both, then
-one summary line per preset with `ratio = jax_tokens_per_sec / hf_tokens_per_sec` (medians over
-rounds).
+memory, alternating which goes first from round to round, both under the same memory allocator
+(`--allocator`: jemalloc, which bert_jax's commands use when installed, or glibc's). Prints
+every JSON line of both, then one summary line per preset with
+`ratio = jax_tokens_per_sec / hf_tokens_per_sec` (medians over rounds).
 """
 
 import json
@@ -17,6 +18,7 @@ import sys
 
 from absl import app, flags
 
+from bert_jax import allocator
 from bert_jax.bench import measure
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,12 +30,28 @@ flags.DEFINE_integer("batch", 32, "Sequences per step.")
 flags.DEFINE_integer("steps", 5, "Timed steps after warm-up.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
 flags.DEFINE_integer("rounds", 1, "Runs of each framework per preset.")
+flags.DEFINE_enum(
+    "allocator", "jemalloc", ["jemalloc", "system"], "Memory allocator of both processes."
+)
 flags.DEFINE_string("config", None, "Config file for both (default: configs/pretrain.py).")
+
+
+def _environment() -> dict[str, str]:
+    """Both frameworks' processes start with this: the chosen allocator already preloaded."""
+    environ = dict(os.environ) | {allocator.ENV_SWITCH: FLAGS.allocator}
+    if FLAGS.allocator == "jemalloc":
+        library = allocator.find_jemalloc()
+        if library is None:
+            raise app.UsageError("jemalloc is not installed; pass --allocator=system.")
+        environ = allocator.preload_environment(environ, library) or environ
+    return environ
 
 
 def _run(command: list[str]) -> dict:
     """The last JSON line a benchmark process prints (its stderr passes through)."""
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    result = subprocess.run(
+        command, stdout=subprocess.PIPE, text=True, check=True, env=_environment()
+    )
     record = json.loads(result.stdout.strip().splitlines()[-1])
     print(json.dumps(record), flush=True)
     return record
@@ -71,6 +89,7 @@ def main(argv: list[str]) -> None:
                 "seq_len": FLAGS["seq-len"].value,
                 "batch": FLAGS.batch,
                 "rounds": FLAGS.rounds,
+                "allocator": FLAGS.allocator,
                 "jax_tokens_per_sec": jax_rate,
                 "hf_tokens_per_sec": hf_rate,
                 "ratio": jax_rate / hf_rate,

@@ -16,6 +16,7 @@ import transformers
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
+from bert_jax import allocator
 from bert_jax.bench import measure
 from bert_jax.data.pretraining import max_predictions_per_seq
 from bert_jax.tasks.pretraining import model_config
@@ -108,6 +109,7 @@ def run_case(config: ConfigDict, seq_len: int, batch: int) -> dict:
         "device_kind": "cpu",
         "num_devices": 1,
         "cpu_count": measure.cpu_count(),
+        "allocator": allocator.in_use(),
         "threads": torch.get_num_threads(),
         "load_average_1m": os.getloadavg()[0],
         "steps": FLAGS.steps,

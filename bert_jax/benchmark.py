@@ -16,6 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
+from bert_jax import allocator
 from bert_jax.bench import measure
 from bert_jax.bench.input_rate import input_examples_per_sec
 from bert_jax.bench.step import measure_step
@@ -58,6 +59,7 @@ def run_case(config: ConfigDict, input_rates: dict) -> dict:
         "device_kind": jax.devices()[0].device_kind,
         "num_devices": jax.device_count(),
         "cpu_count": measure.cpu_count(),
+        "allocator": allocator.in_use(),
         "load_average_1m": os.getloadavg()[0],
         "steps": FLAGS.steps,
         "warmup": FLAGS.warmup,
@@ -89,4 +91,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    allocator.reexec_with_jemalloc()
     app.run(main)

@@ -5,6 +5,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from bert_jax import allocator
 from bert_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -50,6 +51,7 @@ def main(argv: list[str]) -> None:
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
     console.quiet_libraries()
+    logging.info("Memory allocator: %s.", allocator.in_use())
     logging.info("Config:\n%s", FLAGS.config)
     try:
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -59,4 +61,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    allocator.reexec_with_jemalloc()  # first, before anything large is allocated
     app.run(main, flags_parser=parse_flags)

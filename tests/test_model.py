@@ -1,4 +1,5 @@
-"""Tests of the BERT model: shapes, dtypes, masking, dropout keys, tying, scan, numerics, remat."""
+"""Tests of the BERT model: shapes, dtypes, masking, dropout keys, tying, scan, numerics, remat,
+unrolled layers, GELU."""
 
 import dataclasses
 import functools
@@ -264,33 +265,73 @@ def test_bad_presets_and_head_counts_are_user_errors():
         bert_config("tiny", 100, num_heads=3)
 
 
-def test_remat_gives_the_same_outputs_and_gradients():
-    config = dataclasses.replace(CONFIG, num_layers=2)
+def _loss_and_grad(config: BertConfig) -> tuple[tuple, str]:
+    """A dropout-on loss of the encoder, its gradients, and the jaxpr they were traced to."""
     batch = make_batch()
     rng = jax.random.key(5)
+    model = BertModel(config, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
 
-    def loss_and_grad(config):
-        model = BertModel(config, rngs=nnx.Rngs(0))
-        graphdef, params = nnx.split(model, nnx.Param)
+    def loss(params):
+        bert = nnx.merge(graphdef, params)
+        sequence, pooled = bert(
+            batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], dropout_rng=rng
+        )
+        return jnp.sum(sequence**2) + jnp.sum(pooled)
 
-        def loss(params):
-            bert = nnx.merge(graphdef, params)
-            sequence, pooled = bert(
-                batch["input_ids"],
-                batch["token_type_ids"],
-                batch["attention_mask"],
-                dropout_rng=rng,
-            )
-            return jnp.sum(sequence**2) + jnp.sum(pooled)
+    traced = jax.jit(jax.value_and_grad(loss)).trace(params)
+    return traced.lower().compile()(params), str(traced.jaxpr)
 
-        traced = jax.jit(jax.value_and_grad(loss)).trace(params)
-        recomputes = re.search(r"\b(remat\w*|checkpoint)\b", str(traced.jaxpr))
-        return traced.lower().compile()(params), bool(recomputes)
 
-    plain, plain_recomputes = loss_and_grad(config)
-    remat, remat_recomputes = loss_and_grad(dataclasses.replace(config, remat=True))
-    assert (plain_recomputes, remat_recomputes) == (False, True)
+def test_remat_gives_the_same_outputs_and_gradients():
+    config = dataclasses.replace(CONFIG, num_layers=2)
+    plain, plain_jaxpr = _loss_and_grad(config)
+    remat, remat_jaxpr = _loss_and_grad(dataclasses.replace(config, remat=True))
+    recomputes = re.compile(r"\b(remat\w*|checkpoint)\b")
+    assert (bool(recomputes.search(plain_jaxpr)), bool(recomputes.search(remat_jaxpr))) == (
+        False,
+        True,
+    )
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), plain, remat)
+
+
+def test_unrolled_layers_give_the_same_outputs_and_gradients_as_the_scan():
+    """scan_layers=False applies the same stacked parameters and dropout keys layer by layer."""
+    scanned, scanned_jaxpr = _loss_and_grad(CONFIG)
+    unrolled, unrolled_jaxpr = _loss_and_grad(dataclasses.replace(CONFIG, scan_layers=False))
+    assert (" scan[" in scanned_jaxpr, " scan[" in unrolled_jaxpr) == (True, False)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), scanned, unrolled
+    )
+    # Remat composes with the unrolled layers too.
+    remat, remat_jaxpr = _loss_and_grad(dataclasses.replace(CONFIG, scan_layers=False, remat=True))
+    assert "remat" in remat_jaxpr or "checkpoint" in remat_jaxpr
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), scanned, remat
+    )
+
+
+def test_gelu_is_exact_and_its_derivative_keeps_one_tensor():
+    from bert_jax.model.activations import gelu
+
+    def reference(x):
+        return jax.nn.gelu(x, approximate=False)
+
+    x = jnp.linspace(-10.0, 10.0, 2001)
+    np.testing.assert_array_equal(gelu(x), reference(x))
+    derivative = jax.vmap(jax.grad(gelu))(x)
+    np.testing.assert_allclose(derivative, jax.vmap(jax.grad(reference))(x), atol=3e-7)
+    # The exact derivative at a few points: Phi(x) + x * phi(x).
+    for point in (-3.0, -0.5, 0.0, 1.0, 2.5):
+        phi = math.exp(-point * point / 2) / math.sqrt(2 * math.pi)
+        expected = 0.5 * (1 + math.erf(point / math.sqrt(2))) + point * phi
+        assert float(jax.grad(gelu)(point)) == pytest.approx(expected, abs=1e-6)
+
+    def saved_tensors(f) -> int:
+        _, backward = jax.vjp(f, x)
+        return sum(getattr(leaf, "shape", None) == x.shape for leaf in jax.tree.leaves(backward))
+
+    assert (saved_tensors(gelu), saved_tensors(reference)) == (1, 3)
 
 
 def test_fused_attention_path_matches_the_einsum_path():

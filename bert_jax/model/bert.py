@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from bert_jax.model.activations import gelu
 from bert_jax.model.attention import SelfAttention, packing_bias, padding_bias
 from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
 from bert_jax.model.embeddings import BertEmbeddings
@@ -36,7 +37,7 @@ class FeedForward(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Transforms each position of [B, S, H] independently."""
-        return self.output(jax.nn.gelu(self.intermediate(x), approximate=False))
+        return self.output(gelu(self.intermediate(x)))
 
 
 class EncoderLayer(nnx.Module):
@@ -67,9 +68,12 @@ class EncoderLayer(nnx.Module):
 
 
 class BertEncoder(nnx.Module):
-    """`num_layers` EncoderLayers stored with a leading "layers" axis and applied with scan.
+    """`num_layers` EncoderLayers stored with a leading "layers" axis.
 
-    Scan traces one layer, so compile time does not grow with depth.
+    With `scan_layers`, scan traces one layer, so compile time does not grow with depth; without
+    it the layers are unrolled, which compiles longer but skips the scan's stacked buffers of
+    activations (zero-filled, then written a layer at a time) and runs faster on CPU. The
+    parameters are the same either way, so checkpoints work with both.
     """
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
@@ -80,6 +84,7 @@ class BertEncoder(nnx.Module):
         self.layers = stacked_layers(jax.random.split(rngs.params(), config.num_layers))
         self.num_layers = config.num_layers
         self.remat = config.remat
+        self.scan_layers = config.scan_layers
 
     def __call__(
         self,
@@ -97,6 +102,12 @@ class BertEncoder(nnx.Module):
             # prevent_cse=False is safe (and faster) under scan, as jax.checkpoint documents.
             apply_layer = nnx.remat(apply_layer, prevent_cse=False)
         layer_rngs = None if dropout_rng is None else jax.random.split(dropout_rng, self.num_layers)
+        if not self.scan_layers:
+            graphdef, stacked = nnx.split(self.layers)
+            for index in range(self.num_layers):
+                layer = nnx.merge(graphdef, jax.tree.map(lambda param, i=index: param[i], stacked))
+                x = apply_layer(x, layer, None if layer_rngs is None else layer_rngs[index])
+            return x
         scan = nnx.scan(
             apply_layer,
             in_axes=(nnx.Carry, 0, 0),

@@ -38,6 +38,7 @@ class BertConfig:
     initializer_range: float = 0.02
     dtype: str = "float32"  # compute dtype of the matmuls; parameters are always float32
     remat: bool = False  # recompute each layer in the backward pass to save activation memory
+    scan_layers: bool = True  # scan over layers (depth-independent compile) or unroll them
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:

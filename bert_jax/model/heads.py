@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bert_jax.errors import UserError
+from bert_jax.model.activations import gelu
 from bert_jax.model.bert import BertModel
 from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
 from bert_jax.tasks import SENTENCE_TASKS
@@ -42,7 +43,7 @@ class MaskedLMHead(nnx.Module):
         """float32 logits [B, P, V] at the [B, P] positions of [B, S, H]; table is [V, H]."""
         # Gather first: full-vocabulary logits at every position would dominate step cost.
         x = jnp.take_along_axis(sequence_output, masked_lm_positions[..., None], axis=1)
-        x = self.norm(jax.nn.gelu(self.transform(x), approximate=False))
+        x = self.norm(gelu(self.transform(x)))
         logits = jnp.einsum(
             "bph,vh->bpv",
             x.astype(self.compute_dtype),

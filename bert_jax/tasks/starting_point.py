@@ -23,8 +23,8 @@ class StartingPoint:
 
 
 def starting_point(config: ConfigDict) -> StartingPoint:
-    """`init_from` brings its own tokenizer and architecture (with this run's dropout, dtype and
-    remat); without it, the model is `config.model` over the tokenizer `data.tokenizer`."""
+    """`init_from` brings its own tokenizer and architecture (with this run's dropout, dtype,
+    remat and layer scan); without it, the model is `config.model` over `data.tokenizer`."""
     data = config.data
     if config.init_from:
         pretrained = load_weights(config.init_from, do_lower_case=data.do_lower_case)
@@ -33,6 +33,7 @@ def starting_point(config: ConfigDict) -> StartingPoint:
             hidden_dropout=config.model.hidden_dropout,
             attention_dropout=config.model.attention_dropout,
             remat=config.model.remat,
+            scan_layers=config.model.scan_layers,
             dtype=config.dtype,
         )
         tokenizer = pretrained.tokenizer
