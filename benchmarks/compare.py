@@ -5,8 +5,8 @@
 Runs `python -m bert_jax.benchmark` and `benchmarks/hf_pytorch.py` one after the other (never
 at once, so neither steals the other's cores), in fresh processes so each reports its own peak
 memory, alternating which goes first from round to round, both under the same memory allocator
-(`--allocator`: jemalloc, which bert_jax's commands use when installed, or glibc's). Prints
-every JSON line of both, then one summary line per preset with
+(`--allocator`: glibc's, or jemalloc as BERT_JAX_MALLOC=jemalloc gives bert_jax's commands).
+Prints every JSON line of both, then one summary line per preset with
 `ratio = jax_tokens_per_sec / hf_tokens_per_sec` (medians over rounds).
 """
 
@@ -31,7 +31,7 @@ flags.DEFINE_integer("steps", 5, "Timed steps after warm-up.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
 flags.DEFINE_integer("rounds", 1, "Runs of each framework per preset.")
 flags.DEFINE_enum(
-    "allocator", "jemalloc", ["jemalloc", "system"], "Memory allocator of both processes."
+    "allocator", "system", ["system", "jemalloc"], "Memory allocator of both processes."
 )
 flags.DEFINE_string("config", None, "Config file for both (default: configs/pretrain.py).")
 
@@ -39,12 +39,7 @@ flags.DEFINE_string("config", None, "Config file for both (default: configs/pret
 def _environment() -> dict[str, str]:
     """Both frameworks' processes start with this: the chosen allocator already preloaded."""
     environ = dict(os.environ) | {allocator.ENV_SWITCH: FLAGS.allocator}
-    if FLAGS.allocator == "jemalloc":
-        library = allocator.find_jemalloc()
-        if library is None:
-            raise app.UsageError("jemalloc is not installed; pass --allocator=system.")
-        environ = allocator.preload_environment(environ, library) or environ
-    return environ
+    return allocator.preload_environment(environ, allocator.find_jemalloc()) or environ
 
 
 def _run(command: list[str]) -> dict:

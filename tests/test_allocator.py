@@ -1,26 +1,28 @@
-"""The jobs re-execute under jemalloc when it is installed, once, and only when asked to."""
+"""With BERT_JAX_MALLOC=jemalloc the jobs re-execute under jemalloc, once; otherwise never."""
 
 import os
 import subprocess
 import sys
+
+import pytest
 
 from bert_jax import allocator
 
 LIBRARY = "/opt/lib/libjemalloc.so.2"
 
 
-def test_preload_environment_applies_only_when_wanted_and_possible():
-    environment = allocator.preload_environment({"PATH": "/bin"}, LIBRARY)
-    assert environment == {
-        "PATH": "/bin",
-        "LD_PRELOAD": LIBRARY,
+def test_preload_environment_applies_only_when_asked_for():
+    asked = {"PATH": "/bin", allocator.ENV_SWITCH: "jemalloc"}
+    assert allocator.preload_environment(asked, LIBRARY) == asked | {
+        "LD_PRELOAD": LIBRARY,  # so the re-executed process does not do it again
         "MALLOC_CONF": allocator.JEMALLOC_CONF,
-        allocator.ENV_SWITCH: "system",  # so the re-executed process does not do it again
     }
-    assert allocator.preload_environment({}, None) is None  # not installed
+    assert allocator.preload_environment({"PATH": "/bin"}, LIBRARY) is None  # the default
     assert allocator.preload_environment({allocator.ENV_SWITCH: "system"}, LIBRARY) is None
-    assert allocator.preload_environment({"LD_PRELOAD": "/x/libtcmalloc.so"}, LIBRARY) is None
-    assert allocator.preload_environment({allocator.ENV_SWITCH: "jemalloc"}, LIBRARY)
+    preloaded = asked | {"LD_PRELOAD": "/x/libtcmalloc.so"}
+    assert allocator.preload_environment(preloaded, LIBRARY) is None
+    with pytest.raises(SystemExit, match="BERT_JAX_MALLOC=jemalloc, but no libjemalloc"):
+        allocator.preload_environment(asked, None)
 
 
 def _allocator_after_reexec(**environ: str) -> str:
@@ -40,7 +42,10 @@ def _allocator_after_reexec(**environ: str) -> str:
     return result.stdout.strip()
 
 
-def test_a_process_reexecutes_under_jemalloc_when_the_machine_has_it():
-    expected = "jemalloc" if allocator.find_jemalloc() else "system"
-    assert _allocator_after_reexec() == expected
-    assert _allocator_after_reexec(**{allocator.ENV_SWITCH: "system"}) == "system"
+def test_a_process_reexecutes_under_jemalloc_only_when_asked_to():
+    assert _allocator_after_reexec() == "system"
+    if allocator.find_jemalloc():
+        assert _allocator_after_reexec(**{allocator.ENV_SWITCH: "jemalloc"}) == "jemalloc"
+    else:
+        with pytest.raises(subprocess.CalledProcessError):
+            _allocator_after_reexec(**{allocator.ENV_SWITCH: "jemalloc"})
