@@ -41,6 +41,7 @@ def model(preset: str) -> config_dict.ConfigDict:
     m.hidden_dropout = 0.1
     m.attention_dropout = 0.1
     m.remat = False  # recompute each layer's activations in the backward pass (saves memory)
+    m.remat_policy = "full"  # with remat: "full" keeps only layer inputs, "dots" matmul outputs too
     m.scan_layers = True  # False unrolls the layers: faster steps on CPU, compile grows with depth
     return m
 

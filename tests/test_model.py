@@ -263,10 +263,13 @@ def test_bad_presets_and_head_counts_are_user_errors():
         bert_config("huge", 100)
     with pytest.raises(UserError, match=r"model\.num_heads"):
         bert_config("tiny", 100, num_heads=3)
+    with pytest.raises(UserError, match=r"model\.remat_policy='some'.*full, dots"):
+        bert_config("tiny", 100, remat_policy="some")
 
 
-def _loss_and_grad(config: BertConfig) -> tuple[tuple, str]:
-    """A dropout-on loss of the encoder, its gradients, and the jaxpr they were traced to."""
+def _loss_and_grad(config: BertConfig) -> tuple[tuple, str, str]:
+    """A dropout-on loss of the encoder, its gradients, the jaxpr they were traced to and the
+    StableHLO it lowered to."""
     batch = make_batch()
     rng = jax.random.key(5)
     model = BertModel(config, rngs=nnx.Rngs(0))
@@ -280,31 +283,42 @@ def _loss_and_grad(config: BertConfig) -> tuple[tuple, str]:
         return jnp.sum(sequence**2) + jnp.sum(pooled)
 
     traced = jax.jit(jax.value_and_grad(loss)).trace(params)
-    return traced.lower().compile()(params), str(traced.jaxpr)
+    lowered = traced.lower()
+    return lowered.compile()(params), str(traced.jaxpr), lowered.as_text()
 
 
 def test_remat_gives_the_same_outputs_and_gradients():
     config = dataclasses.replace(CONFIG, num_layers=2)
-    plain, plain_jaxpr = _loss_and_grad(config)
-    remat, remat_jaxpr = _loss_and_grad(dataclasses.replace(config, remat=True))
+    plain, plain_jaxpr, plain_hlo = _loss_and_grad(config)
+    remat, remat_jaxpr, remat_hlo = _loss_and_grad(dataclasses.replace(config, remat=True))
+    dots, _, dots_hlo = _loss_and_grad(dataclasses.replace(config, remat=True, remat_policy="dots"))
     recomputes = re.compile(r"\b(remat\w*|checkpoint)\b")
     assert (bool(recomputes.search(plain_jaxpr)), bool(recomputes.search(remat_jaxpr))) == (
         False,
         True,
     )
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), plain, remat)
+    for recomputed in (remat, dots):
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), plain, recomputed
+        )
+    # A layer has 6 weight matmuls and 2 attention-score matmuls: full remat recomputes all 8
+    # in the backward pass, "dots" only the 2 score matmuls (the scan body is lowered once).
+    matmuls = [hlo.count("dot_general") for hlo in (plain_hlo, remat_hlo, dots_hlo)]
+    assert (matmuls[1] - matmuls[0], matmuls[2] - matmuls[0]) == (8, 2)
 
 
 def test_unrolled_layers_give_the_same_outputs_and_gradients_as_the_scan():
     """scan_layers=False applies the same stacked parameters and dropout keys layer by layer."""
-    scanned, scanned_jaxpr = _loss_and_grad(CONFIG)
-    unrolled, unrolled_jaxpr = _loss_and_grad(dataclasses.replace(CONFIG, scan_layers=False))
+    scanned, scanned_jaxpr, _ = _loss_and_grad(CONFIG)
+    unrolled, unrolled_jaxpr, _ = _loss_and_grad(dataclasses.replace(CONFIG, scan_layers=False))
     assert (" scan[" in scanned_jaxpr, " scan[" in unrolled_jaxpr) == (True, False)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), scanned, unrolled
     )
     # Remat composes with the unrolled layers too.
-    remat, remat_jaxpr = _loss_and_grad(dataclasses.replace(CONFIG, scan_layers=False, remat=True))
+    remat, remat_jaxpr, _ = _loss_and_grad(
+        dataclasses.replace(CONFIG, scan_layers=False, remat=True)
+    )
     assert "remat" in remat_jaxpr or "checkpoint" in remat_jaxpr
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4), scanned, remat

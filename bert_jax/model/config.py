@@ -19,6 +19,7 @@ PRESETS: dict[str, tuple[int, int]] = {
 }
 
 _COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+REMAT_POLICIES = ("full", "dots")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,7 @@ class BertConfig:
     initializer_range: float = 0.02
     dtype: str = "float32"  # compute dtype of the matmuls; parameters are always float32
     remat: bool = False  # recompute each layer in the backward pass to save activation memory
+    remat_policy: str = "full"  # with remat: "full" recomputes all, "dots" keeps matmul outputs
     scan_layers: bool = True  # scan over layers (depth-independent compile) or unroll them
 
     def __post_init__(self):
@@ -45,6 +47,11 @@ class BertConfig:
             raise UserError(
                 f"model.num_heads={self.num_heads} does not divide "
                 f"model.hidden_size={self.hidden_size}; choose a divisor."
+            )
+        if self.remat_policy not in REMAT_POLICIES:
+            raise UserError(
+                f"model.remat_policy={self.remat_policy!r} is not one of "
+                f"{', '.join(REMAT_POLICIES)}."
             )
         if self.dtype not in _COMPUTE_DTYPES:
             raise UserError(

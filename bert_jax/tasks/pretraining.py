@@ -15,7 +15,7 @@ from bert_jax.tasks.base import Task
 
 MODEL_OVERRIDES = (
     "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings",
-    "hidden_dropout", "attention_dropout", "remat", "scan_layers",
+    "hidden_dropout", "attention_dropout", "remat", "remat_policy", "scan_layers",
 )  # fmt: skip
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "masked_lm_positions")
 

@@ -33,6 +33,7 @@ def starting_point(config: ConfigDict) -> StartingPoint:
             hidden_dropout=config.model.hidden_dropout,
             attention_dropout=config.model.attention_dropout,
             remat=config.model.remat,
+            remat_policy=config.model.remat_policy,
             scan_layers=config.model.scan_layers,
             dtype=config.dtype,
         )
