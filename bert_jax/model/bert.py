@@ -6,13 +6,14 @@ from flax import nnx
 
 from bert_jax.model.activations import gelu
 from bert_jax.model.attention import SelfAttention, packing_bias, padding_bias
-from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
+from bert_jax.model.config import (
+    REMAT_POLICIES,
+    BertConfig,
+    layer_norm,
+    partitioned,
+    weight_init,
+)
 from bert_jax.model.embeddings import BertEmbeddings
-
-# What a rematerialised layer keeps for the backward pass: nothing but its input ("full"), or
-# also the outputs of its weight matmuls ("dots": only the cheap elementwise work and the
-# attention-score matmuls are recomputed).
-_REMAT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 
 # Names the stacked leading axis of every layer parameter, so sharding rules can address it.
 _LAYER_AXIS = {nnx.PARTITION_NAME: "layers"}
@@ -106,7 +107,7 @@ class BertEncoder(nnx.Module):
 
         if self.remat:
             # prevent_cse=False is safe (and faster) under scan, as jax.checkpoint documents.
-            policy = _REMAT_POLICIES[self.remat_policy]
+            policy = REMAT_POLICIES[self.remat_policy]
             apply_layer = nnx.remat(apply_layer, prevent_cse=False, policy=policy)
         layer_rngs = None if dropout_rng is None else jax.random.split(dropout_rng, self.num_layers)
         if not self.scan_layers:

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.typing import Initializer
@@ -19,7 +20,10 @@ PRESETS: dict[str, tuple[int, int]] = {
 }
 
 _COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-REMAT_POLICIES = ("full", "dots")
+# What a rematerialised layer keeps for the backward pass: nothing but its input ("full"), or
+# also the outputs of its weight matmuls ("dots": only the cheap elementwise work and the
+# attention-score matmuls are recomputed).
+REMAT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 
 
 @dataclasses.dataclass(frozen=True)
