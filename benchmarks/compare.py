@@ -19,7 +19,7 @@ import sys
 from absl import app, flags
 
 from bert_jax import allocator
-from bert_jax.bench import measure
+from bert_jax.benchmark import measure
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

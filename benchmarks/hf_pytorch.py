@@ -17,8 +17,8 @@ from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
 from bert_jax import allocator
-from bert_jax.bench import measure
-from bert_jax.data.pretraining import max_predictions_per_seq
+from bert_jax.benchmark import measure
+from bert_jax.data.sentence_pairs import max_predictions_per_seq
 from bert_jax.tasks.pretraining import model_config
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 from absl import logging
 
-from bert_jax.data.tokenizers import tokenizer_to_meta
+from bert_jax.data.any_tokenizer import tokenizer_to_meta
 from bert_jax.errors import UserError
 
 ITEMS = ("state", "progress", "meta")

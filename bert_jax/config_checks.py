@@ -4,8 +4,8 @@ import math
 
 from ml_collections import ConfigDict
 
+from bert_jax.data.sentence_pairs import check_sentence_task
 from bert_jax.errors import UserError
-from bert_jax.tasks import SENTENCE_TASKS
 
 
 def _require(ok: bool, message: str) -> None:
@@ -16,11 +16,7 @@ def _require(ok: bool, message: str) -> None:
 def validate_config(config: ConfigDict) -> None:
     """One clear sentence for the first setting that cannot work."""
     if "task" not in config:
-        _require(
-            config.sentence_task in SENTENCE_TASKS,
-            f"sentence_task={config.sentence_task!r} is unknown; "
-            f"use one of {', '.join(SENTENCE_TASKS)}.",
-        )
+        check_sentence_task(config.sentence_task)
     _require(
         config.best_mode in ("min", "max"),
         f"best_mode={config.best_mode!r} is unknown; use 'min' or 'max'.",

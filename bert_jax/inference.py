@@ -11,15 +11,15 @@ import jax
 import numpy as np
 from flax import nnx
 
-from bert_jax import eval_metrics
+from bert_jax import scores
 from bert_jax.convert.workdir import checkpoint_model_config, newest_step_dir, read_checkpoint
 from bert_jax.data import ner, squad_decoding
+from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.data.encoding import encode_pair
 from bert_jax.data.squad_examples import QAExample
 from bert_jax.data.squad_features import make_features
-from bert_jax.data.tokenizers import tokenizer_from_meta
 from bert_jax.errors import UserError
-from bert_jax.model.task_heads import (
+from bert_jax.model.task_models import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
@@ -122,7 +122,7 @@ class Predictor:
             tags = ner.decode_tags(len(words), starts, predicted, labels)
             entities = [
                 {"type": kind, "start": start, "end": end, "text": " ".join(words[start:end])}
-                for kind, start, end in sorted(eval_metrics.entity_spans(tags), key=lambda e: e[1])
+                for kind, start, end in sorted(scores.entity_spans(tags), key=lambda e: e[1])
             ]
             records.append({"words": words, "tags": tags, "entities": entities})
         return records

@@ -101,7 +101,7 @@ def state_shardings(param_sharding, abstract_state, tx: optax.GradientTransforma
         param_sharding,
         transform_non_params=lambda _: replicated_,
     )
-    return {"step": replicated_, "params": param_sharding, "opt_state": opt_sharding}
+    return {"micro_step": replicated_, "params": param_sharding, "opt_state": opt_sharding}
 
 
 def log_shardings(param_sharding) -> None:

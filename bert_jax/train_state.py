@@ -1,4 +1,4 @@
-"""The train state {step, params, opt_state}: its model, shapes and shardings, and its creation.
+"""The train state {micro_step, params, opt_state}: its model, shapes, shardings and creation.
 
 The state is created directly in its shards (a jitted init with output shardings), never whole
 on one device, and the same abstract state with shardings is the restore target of checkpoints,
@@ -11,13 +11,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from absl import logging
-from flax import nnx
+from flax import nnx, traverse_util
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
 
 from bert_jax import sharding
+from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 
 
@@ -46,7 +48,11 @@ def state_spec(
 
     def init() -> dict:
         params = nnx.to_pure_dict(nnx.state(build(), nnx.Param))
-        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+        return {
+            "micro_step": jnp.zeros((), jnp.int32),
+            "params": params,
+            "opt_state": tx.init(params),
+        }
 
     abstract_model = nnx.eval_shape(build)
     graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
@@ -61,3 +67,36 @@ def state_spec(
         logging.info("Parameter shardings over mesh %s:", dict(mesh.shape))
         sharding.log_shardings(param_sharding)
     return StateSpec(graphdef, bert, abstract, shardings, jax.jit(init, out_shardings=shardings))
+
+
+def _groups(paths) -> str:
+    """Paths shortened to their first two parts, for a one-line log."""
+    return ", ".join(sorted({"/".join(path.split("/")[:2]) for path in paths})) or "none"
+
+
+def load_matching_params(params: dict, source: dict, origin: str) -> dict:
+    """`params` (sharded arrays) with every leaf of the same path and shape taken from `source`."""
+    target = traverse_util.flatten_dict(params, sep="/")
+    given = traverse_util.flatten_dict(source, sep="/")
+    loaded, fresh = {}, []
+    for path, current in target.items():
+        value = given.get(path)
+        if value is None or tuple(value.shape) != tuple(current.shape):
+            fresh.append(path)
+            continue
+        value = np.asarray(value, dtype=current.dtype)
+        # Every process holds the whole value and hands each device its slice.
+        loaded[path] = jax.make_array_from_callback(
+            current.shape, current.sharding, lambda index, value=value: value[index]
+        )
+    if not loaded:
+        raise UserError(
+            f"init_from={origin!r} shares no parameter with this model; check that it is a BERT "
+            "checkpoint."
+        )
+    unused = [path for path in given if path not in loaded]
+    logging.info(
+        "Loaded %d of %d parameter tensors from %s; newly initialised: %s; not used: %s.",
+        len(loaded), len(target), origin, _groups(fresh), _groups(unused),
+    )  # fmt: skip
+    return traverse_util.unflatten_dict(target | loaded, sep="/")

@@ -13,7 +13,7 @@ import optax
 from flax import nnx
 
 Batch = dict[str, jax.Array]
-TrainState = dict[str, Any]  # {"step": int32 micro-batch count, "params": ..., "opt_state": ...}
+TrainState = dict[str, Any]  # {"micro_step": int32 micro-batches run, "params", "opt_state"}
 LossFn = Callable[[nnx.Module, Batch, jax.Array | None], tuple[jax.Array, dict[str, jax.Array]]]
 EvalFn = Callable[[nnx.Module, Batch], dict[str, jax.Array]]
 
@@ -32,7 +32,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, se
     loss_and_grad = make_loss_and_grad(graphdef, loss)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
-        dropout_rng = jax.random.fold_in(jax.random.key(seed), state["step"])
+        dropout_rng = jax.random.fold_in(jax.random.key(seed), state["micro_step"])
         (loss, sums), grads = loss_and_grad(state["params"], batch, dropout_rng)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -41,7 +41,11 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, se
             "grad_norm": optax.global_norm(grads),
             "param_norm": optax.global_norm(params),
         }
-        return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+        return {
+            "micro_step": state["micro_step"] + 1,
+            "params": params,
+            "opt_state": opt_state,
+        }, metrics
 
     return train_step
 

@@ -14,17 +14,15 @@ from absl import logging
 from etils import epath
 from ml_collections import ConfigDict
 
-from bert_jax import flops, sharding
-from bert_jax import metrics as metrics_lib
+from bert_jax import flops, sharding, train_metrics
 from bert_jax.checkpoint import Checkpoints, encode_meta
 from bert_jax.config_checks import resolve_derived, validate_config
 from bert_jax.data.pipeline import TOKENIZER_FILE
-from bert_jax.data.tokenizer import Tokenizer
-from bert_jax.init_from import load_matching_params
+from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.optim import build_optimizer
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.build import build_task
-from bert_jax.train_state import StateSpec, state_spec
+from bert_jax.train_state import StateSpec, load_matching_params, state_spec
 from bert_jax.train_step import make_eval_step, make_loss_and_grad, make_train_step
 
 
@@ -73,7 +71,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         tokenizer_path = epath.Path(workdir) / TOKENIZER_FILE
         if (
             jax.process_index() == 0
-            and isinstance(task.tokenizer, Tokenizer)
+            and isinstance(task.tokenizer, SentencePiece)
             and not tokenizer_path.exists()
         ):
             task.tokenizer.save(tokenizer_path)
@@ -93,7 +91,7 @@ class _Loop:
         self.config, self.workdir, self.mesh, self.task = config, workdir, mesh, task
         self.checkpoints, self.schedule = checkpoints, schedule
         self.meta = encode_meta(config.to_json(), task.tokenizer, task.model_config, task.info)
-        self.window = metrics_lib.MetricWindow()
+        self.window = train_metrics.MetricWindow()
         self.batch_sharding = sharding.batch_sharding(mesh, config)
         replicated = sharding.replicated(mesh)
         self.train_step = jax.jit(
@@ -126,11 +124,11 @@ class _Loop:
         if progress is not None:
             self.task.train.set_state(progress["data"])
             self.window.load(progress["metrics"])
-        first_step = int(state["step"]) // accum
-        writer = metrics_lib.create_writer(self.workdir)
+        first_step = int(state["micro_step"]) // accum
+        writer = train_metrics.create_writer(self.workdir)
         if first_step == 0:
-            writer.write_hparams(metrics_lib.flat_config(config))
-        self.progress = metrics_lib.Progress(
+            writer.write_hparams(train_metrics.flat_config(config))
+        self.progress = train_metrics.Progress(
             first_step, config.num_train_steps, self.task.console_metric
         )
         logging.info(
@@ -189,8 +187,8 @@ class _Loop:
             _, grads = self.loss_and_grad(state["params"], batch, None)
             writer.write_histograms(
                 step,
-                metrics_lib.param_histograms(state["params"], "params")
-                | metrics_lib.param_histograms(grads, "grads"),
+                train_metrics.param_histograms(state["params"], "params")
+                | train_metrics.param_histograms(grads, "grads"),
             )
         if step % config.eval_every_steps == 0 or last:
             self.window.drain()  # never keep a non-finite state as "best"

@@ -1,6 +1,6 @@
 """The GLUE fine-tuning config and a small WordPiece tokenizer, shared by the GLUE data tests."""
 
-from bert_jax.data.tokenizer import SPECIAL_TOKENS
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS
 from bert_jax.data.wordpiece import WordPiece
 from configs import finetune_glue
 

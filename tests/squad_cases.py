@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bert_jax.data import squad_features
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS, SentencePiece
 from bert_jax.data.squad_examples import QAExample
-from bert_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer
 from bert_jax.data.wordpiece import WordPiece
 
 # (context, answers) with accents, punctuation, runs of spaces, and answers at the very start
@@ -79,7 +79,7 @@ def wordpiece() -> WordPiece:
 
 
 @pytest.fixture(scope="module")
-def sentencepiece() -> Tokenizer:
+def sentencepiece() -> SentencePiece:
     """A ~300-piece BPE model trained on shuffled words of the test text.
 
     Punctuation stands apart from words in the training sentences, so no piece joins them (a
@@ -88,7 +88,7 @@ def sentencepiece() -> Tokenizer:
     words = re.findall(r"\w+|[^\w\s]", " ".join(all_texts()))
     rng = random.Random(0)
     sentences = [" ".join(rng.sample(words, 10)) for _ in range(400)]
-    return Tokenizer.train([sentences], vocab_size=300)
+    return SentencePiece.train([sentences], vocab_size=300)
 
 
 @pytest.fixture(params=["wordpiece", "sentencepiece"])

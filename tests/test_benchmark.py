@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from bert_jax.bench import measure
+from bert_jax.benchmark import measure
 from bert_jax.flops import train_flops_per_step
 from bert_jax.model import bert_config
 from conftest import REPO
@@ -85,7 +85,7 @@ def test_input_check_warns_below_ten_times():
 
 
 def test_profile_attributes_op_time_to_kinds_of_ops():
-    from bert_jax.bench.profile import _op_kinds, profile_calls
+    from bert_jax.benchmark.profile import _op_kinds, profile_calls
 
     step = jax.jit(lambda a, b: jnp.tanh(a @ b).sum(axis=0))
     a = jnp.arange(512 * 512, dtype=jnp.float32).reshape(512, 512) / 1e6

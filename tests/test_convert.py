@@ -29,7 +29,7 @@ from bert_jax.convert import (
 from bert_jax.convert.config_json import from_source_json
 from bert_jax.convert.pretrained import Pretrained
 from bert_jax.data.corpus import default_corpus
-from bert_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS, SentencePiece
 from bert_jax.errors import UserError
 from bert_jax.model import BertForPreTraining, BertModel
 from bert_jax.tasks.pretraining import model_config
@@ -125,7 +125,7 @@ def our_outputs(pretrained: Pretrained, batch: dict) -> dict[str, np.ndarray]:
     sequence, pooled = encoder(*inputs)
     outputs = {"sequence": sequence, "pooled": pooled}
     if "mlm" in params:
-        model = BertForPreTraining(config, sentence_task="nsp", rngs=nnx.Rngs(0))
+        model = BertForPreTraining(config, sentence_head=True, rngs=nnx.Rngs(0))
         heads = nnx.merge(nnx.graphdef(model), params)(*inputs, batch["masked_lm_positions"])
         outputs |= {"mlm": heads["mlm_logits"], "nsp": heads["sentence_logits"]}
     return {key: np.asarray(value) for key, value in outputs.items()}
@@ -409,15 +409,15 @@ def test_training_workdir_exports_to_hf(batch, tmp_path, caplog):
     run_config = pretrain_config.get_config()
     run_config.model.hidden_size, run_config.model.num_heads = 32, 2
     run_config.model.intermediate_size = 64
-    tokenizer = Tokenizer.train(default_corpus()[:30], 200)
+    tokenizer = SentencePiece.train(default_corpus()[:30], 200)
     config = model_config(run_config, tokenizer.vocab_size)
     workdir = str(tmp_path / "run")
     checkpoints = Checkpoints(workdir, max_to_keep=2, best_metric="eval/mlm_loss", best_mode="min")
     meta = encode_meta(run_config.to_json(), tokenizer, config, {})
     for step in (3, 7):  # the newest is exported
-        model = BertForPreTraining(config, sentence_task="nsp", rngs=nnx.Rngs(step))
+        model = BertForPreTraining(config, sentence_head=True, rngs=nnx.Rngs(step))
         params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-        state = {"step": jax.numpy.int32(step), "params": params, "opt_state": {"mu": params}}
+        state = {"micro_step": jax.numpy.int32(step), "params": params, "opt_state": {"mu": params}}
         checkpoints.save(step, state, {"data": {}}, meta)
     checkpoints.wait()
     checkpoints.close()

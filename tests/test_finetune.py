@@ -247,12 +247,11 @@ def test_init_from_hf_takes_the_encoder_and_initialises_the_head(tmp_path, caplo
     import jax
     from flax import traverse_util
 
-    from bert_jax.init_from import load_matching_params
-    from bert_jax.model.task_heads import BertForSequenceClassification
+    from bert_jax.model.task_models import BertForSequenceClassification
     from bert_jax.optim import build_optimizer
     from bert_jax.sharding import make_mesh
     from bert_jax.tasks.starting_point import starting_point
-    from bert_jax.train_state import state_spec
+    from bert_jax.train_state import load_matching_params, state_spec
     from configs import finetune_glue
 
     config = finetune_glue.get_config()

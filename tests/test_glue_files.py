@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bert_jax.data import glue
-from bert_jax.data.tokenizer import SPECIAL_TOKENS
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS
 from bert_jax.errors import UserError
 from glue_cases import WORDS, config, tokenizer
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from bert_jax.data.sentence_pairs import check_sentence_task
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig, BertForPreTraining, BertModel, bert_config
 
@@ -26,8 +27,8 @@ CONFIG = BertConfig(
 BATCH, SEQ, PREDICTIONS = 2, 12, 3
 
 
-def make_model(config: BertConfig = CONFIG, sentence_task: str = "nsp") -> BertForPreTraining:
-    return BertForPreTraining(config, sentence_task=sentence_task, rngs=nnx.Rngs(0))
+def make_model(config: BertConfig = CONFIG, sentence_head: bool = True) -> BertForPreTraining:
+    return BertForPreTraining(config, sentence_head=sentence_head, rngs=nnx.Rngs(0))
 
 
 def make_batch(seed: int = 0, seq: int = SEQ, real: tuple[int, ...] = (SEQ, 7)) -> dict:
@@ -74,7 +75,7 @@ def test_output_shapes_with_and_without_sentence_head(model):
     assert outputs["sentence_logits"].shape == (BATCH, 2)
     assert all(v.dtype == jnp.float32 for v in outputs.values())
 
-    no_sentence = make_model(sentence_task="none")
+    no_sentence = make_model(sentence_head=False)
     assert set(pretrain(no_sentence, make_batch())) == {"mlm_logits"}
     assert not any(path.startswith("sentence") for path in flat_params(no_sentence))
 
@@ -92,7 +93,7 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(model):
 
 def test_unknown_sentence_task_and_too_long_sequence_are_user_errors(model):
     with pytest.raises(UserError, match="sentence_task"):
-        make_model(sentence_task="mlm")
+        check_sentence_task("mlm")
     with pytest.raises(UserError, match="model.max_position_embeddings"):
         model(**make_batch(seq=CONFIG.max_position_embeddings + 1, real=(3, 3)))
 
@@ -252,7 +253,7 @@ def test_presets_give_the_standard_sizes():
     assert (large.num_layers, large.num_heads, large.hidden_dropout) == (24, 16, 0.0)
     base = bert_config("base", 30522)
     abstract = nnx.eval_shape(
-        lambda: BertForPreTraining(base, sentence_task="nsp", rngs=nnx.Rngs(0))
+        lambda: BertForPreTraining(base, sentence_head=True, rngs=nnx.Rngs(0))
     )
     count = sum(v.size for v in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
     assert 109e6 < count < 111e6  # BERT-base's ~110M, with pooler and MLM head

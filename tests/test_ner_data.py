@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bert_jax.data import ner
-from bert_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS, SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 
@@ -53,7 +53,7 @@ def wordpiece() -> WordPiece:
 
 
 @pytest.fixture(scope="module")
-def sentencepiece() -> Tokenizer:
+def sentencepiece() -> SentencePiece:
     """A 200-piece BPE model of made-up sentences: too small to hold most words whole."""
     syllables = ["ka", "th", "man", "du", "rey", "vik", "fu", "ji", "mo", "to", "ni", "tech"]
     words = ["".join(pair) for pair in itertools.permutations(syllables, 2)]
@@ -62,7 +62,7 @@ def sentencepiece() -> Tokenizer:
         f"{word} {pair} welcomed today ." for word, pair in zip(words, rotated, strict=True)
     ]
     sentences += [f"The {word.capitalize()} met U.N. staff ." for word in words]
-    return Tokenizer.train([sentences], vocab_size=200)
+    return SentencePiece.train([sentences], vocab_size=200)
 
 
 def write(tmp_path, name: str, text: str) -> str:

@@ -10,7 +10,7 @@ from flax import nnx
 
 from bert_jax.data.packing import pack_examples
 from bert_jax.model import BertConfig, BertModel
-from bert_jax.model.task_heads import BertForSequenceClassification
+from bert_jax.model.task_models import BertForSequenceClassification
 from bert_jax.tasks.classification import make_loss
 
 # Attention dropout this small never drops (keep probability 1.0 in float32) and scales by

@@ -113,7 +113,7 @@ def test_parameters_and_optimizer_moments_are_really_sharded():
     assert arrays[word][1] == [150, 16]  # [vocab / tensor, embed / fsdp]
     moments = [k for k in arrays if k.startswith("opt_state/") and k.endswith(kernel[7:])]
     assert moments and all(arrays[k] == arrays[kernel] for k in moments), moments
-    assert arrays["step"][1] == []  # scalars stay replicated
+    assert arrays["micro_step"][1] == []  # scalars stay replicated
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import os
 import pytest
 import transformers
 
-from bert_jax.data.tokenizer import SPECIAL_TOKENS
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 from conftest import REPO

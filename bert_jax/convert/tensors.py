@@ -25,9 +25,7 @@ def _few(names: Collection[str]) -> str:
 
 def _param_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
     """Path -> shape of every parameter of a BertForPreTraining (with its NSP head) of `config`."""
-    model = nnx.eval_shape(
-        lambda: BertForPreTraining(config, sentence_task="nsp", rngs=nnx.Rngs(0))
-    )
+    model = nnx.eval_shape(lambda: BertForPreTraining(config, sentence_head=True, rngs=nnx.Rngs(0)))
     flat = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)), sep="/")
     return {path: tuple(value.shape) for path, value in flat.items()}
 

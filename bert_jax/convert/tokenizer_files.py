@@ -7,14 +7,14 @@ import os
 
 from bert_jax.convert.config_json import read_json
 from bert_jax.data.pipeline import TOKENIZER_FILE
-from bert_jax.data.tokenizer import Tokenizer
+from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
-AnyTokenizer = WordPiece | Tokenizer
+AnyTokenizer = WordPiece | SentencePiece
 
 
 def read_tokenizer(
@@ -35,7 +35,7 @@ def read_tokenizer(
             vocab_path, do_lower_case=do_lower_case, strip_accents=options.get("strip_accents")
         )
     elif os.path.exists(sentencepiece_path):
-        tokenizer = Tokenizer.load(sentencepiece_path)
+        tokenizer = SentencePiece.load(sentencepiece_path)
     else:
         raise UserError(
             f"{directory} holds no tokenizer ({VOCAB_FILE} or {TOKENIZER_FILE}); add the "
@@ -51,7 +51,7 @@ def read_tokenizer(
 
 def write_tokenizer(directory: str, tokenizer: AnyTokenizer) -> None:
     """Writes the tokenizer's files into the existing `directory`."""
-    if isinstance(tokenizer, Tokenizer):
+    if isinstance(tokenizer, SentencePiece):
         tokenizer.save(os.path.join(directory, TOKENIZER_FILE))
         return
     tokenizer.save_vocab(os.path.join(directory, VOCAB_FILE))

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
 from bert_jax.convert.pretrained import Pretrained
-from bert_jax.data.tokenizers import tokenizer_from_meta
+from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.tasks.pretraining import model_config

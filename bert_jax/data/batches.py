@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bert_jax.data.masking import mask_tokens
-from bert_jax.data.pretraining import PairExamples
+from bert_jax.data.sentence_pairs import PairExamples
 from bert_jax.errors import UserError
 
 Batch = dict[str, np.ndarray]

@@ -20,7 +20,7 @@ def mask_tokens(
 
     Each row predicts min(max_predictions, max(1, round(masked_lm_prob * n))) of its n tokens
     that are not in `special_ids`. With `word_start` (bool [vocab_size], see
-    `Tokenizer.word_start_mask`) whole words are chosen, skipping any that would overflow that
+    `SentencePiece.word_start_mask`) whole words are chosen, skipping any that would overflow that
     number, as BERT's whole-word masking did. Random replacements are drawn from the ids above
     every special id. Returns the corrupted `input_ids` and, per row, `masked_lm_positions`
     (sorted), the original `masked_lm_ids` and `masked_lm_weights`, all [B, max_predictions]

@@ -27,7 +27,7 @@ _DOCSTART = "-DOCSTART-"
 
 
 class _Encoder(Protocol):
-    """What `encode_sentence` needs of a tokenizer (WordPiece and Tokenizer both qualify)."""
+    """What `encode_sentence` needs of a tokenizer (WordPiece and SentencePiece both qualify)."""
 
     pad_id: int
     cls_id: int

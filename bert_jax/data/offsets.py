@@ -6,7 +6,7 @@ original text; WordPiece tracks it itself, SentencePiece reports UTF-8 byte offs
 
 from typing import NamedTuple
 
-from bert_jax.data.tokenizer import Tokenizer
+from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 
 
@@ -18,7 +18,7 @@ class TokenSpan(NamedTuple):
     end: int
 
 
-def token_spans(tokenizer: WordPiece | Tokenizer, text: str) -> list[TokenSpan]:
+def token_spans(tokenizer: WordPiece | SentencePiece, text: str) -> list[TokenSpan]:
     """The tokens of `text` (no [CLS]/[SEP]) with their character spans, whitespace excluded."""
     if isinstance(tokenizer, WordPiece):
         ids = tokenizer.encode(text)
@@ -27,7 +27,7 @@ def token_spans(tokenizer: WordPiece | Tokenizer, text: str) -> list[TokenSpan]:
     return _sentencepiece_spans(tokenizer, text)
 
 
-def _sentencepiece_spans(tokenizer: Tokenizer, text: str) -> list[TokenSpan]:
+def _sentencepiece_spans(tokenizer: SentencePiece, text: str) -> list[TokenSpan]:
     encoded = text.encode("utf-8")
     # Character index of every byte offset (and of the end), to turn byte spans into char spans.
     char_at = [0] * (len(encoded) + 1)

@@ -9,32 +9,36 @@ from ml_collections import ConfigDict
 
 from bert_jax.data.batches import EpochBatches, fixed_batches, pretraining_batches
 from bert_jax.data.corpus import load_documents
-from bert_jax.data.pretraining import create_pair_examples, max_predictions_per_seq, split_documents
-from bert_jax.data.tokenizer import Tokenizer
+from bert_jax.data.sentence_pairs import (
+    create_pair_examples,
+    max_predictions_per_seq,
+    split_documents,
+)
+from bert_jax.data.sentencepiece import SentencePiece
 
 TOKENIZER_FILE = "tokenizer.model"
 
 
 @dataclasses.dataclass
 class PretrainingData:
-    tokenizer: Tokenizer
+    tokenizer: SentencePiece
     train: EpochBatches
     eval_batches: list[dict]  # this process's rows of each eval batch
     max_predictions: int  # masked positions per sequence, shared with the MLM head
 
 
-def resolve_tokenizer(config: ConfigDict, workdir: str, documents) -> Tokenizer:
+def resolve_tokenizer(config: ConfigDict, workdir: str, documents) -> SentencePiece:
     """The workdir's own tokenizer when resuming, else the configured file, else a new one."""
     saved = epath.Path(workdir) / TOKENIZER_FILE
     if saved.exists():
-        return Tokenizer.load(saved)
+        return SentencePiece.load(saved)
     if config.data.tokenizer:
-        return Tokenizer.load(config.data.tokenizer)
+        return SentencePiece.load(config.data.tokenizer)
     logging.info("Training a SentencePiece tokenizer with %d pieces.", config.data.vocab_size)
-    return Tokenizer.train(documents, config.data.vocab_size, seed=config.seed)
+    return SentencePiece.train(documents, config.data.vocab_size, seed=config.seed)
 
 
-def masking_options(config: ConfigDict, tokenizer: Tokenizer) -> dict:
+def masking_options(config: ConfigDict, tokenizer: SentencePiece) -> dict:
     data = config.data
     return dict(
         masked_lm_prob=data.masked_lm_prob,

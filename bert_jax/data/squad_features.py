@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from bert_jax.data.offsets import token_spans
+from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.squad_examples import QAExample
-from bert_jax.data.tokenizer import Tokenizer
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 
@@ -49,7 +49,7 @@ class _Window(NamedTuple):
 
 
 def make_features(
-    tokenizer: WordPiece | Tokenizer,
+    tokenizer: WordPiece | SentencePiece,
     examples: Sequence[QAExample],
     *,
     max_seq_length: int = 384,
@@ -90,7 +90,7 @@ def make_features(
     return _fill(plans, tokenizer, max_seq_length)
 
 
-def _context_tokens(tokenizer: WordPiece | Tokenizer, context: str) -> tuple[np.ndarray, ...]:
+def _context_tokens(tokenizer: WordPiece | SentencePiece, context: str) -> tuple[np.ndarray, ...]:
     """Ids [T] and character spans [T, 2] of the context's tokens."""
     spans = token_spans(tokenizer, context)
     ids = np.array([span.id for span in spans], np.int32)
@@ -137,7 +137,7 @@ def _answer_tokens(example: QAExample, chars: np.ndarray) -> tuple[int, int] | N
     return int(covering[0]), int(covering[-1])
 
 
-def _fill(plans: list, tokenizer: WordPiece | Tokenizer, max_seq_length: int) -> QAFeatures:
+def _fill(plans: list, tokenizer: WordPiece | SentencePiece, max_seq_length: int) -> QAFeatures:
     """The arrays of all planned features."""
     n, s = len(plans), max_seq_length
     input_ids = np.full((n, s), tokenizer.pad_id, np.int32)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from bert_jax.data.encoding import encode_pair
-from bert_jax.data.tokenizer import SPECIAL_TOKENS
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS
 from bert_jax.errors import UserError
 
 PAD, UNK, CLS, SEP, MASK = SPECIAL_TOKENS

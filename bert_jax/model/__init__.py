@@ -4,16 +4,10 @@ from bert_jax.model.attention import SelfAttention, padding_bias
 from bert_jax.model.bert import BertEncoder, BertModel, EncoderLayer, FeedForward
 from bert_jax.model.config import PRESETS, BertConfig, bert_config
 from bert_jax.model.embeddings import BertEmbeddings
-from bert_jax.model.heads import (
-    SENTENCE_TASKS,
-    BertForPreTraining,
-    MaskedLMHead,
-    SentencePairHead,
-)
+from bert_jax.model.pretraining_heads import BertForPreTraining, MaskedLMHead, SentencePairHead
 
 __all__ = [
     "PRESETS",
-    "SENTENCE_TASKS",
     "BertConfig",
     "BertEmbeddings",
     "BertEncoder",

@@ -18,7 +18,7 @@ from bert_jax.train_step import EvalFn, LossFn
 @dataclasses.dataclass
 class Task:
     name: str
-    tokenizer: Any  # WordPiece or SentencePiece Tokenizer
+    tokenizer: Any  # WordPiece or SentencePiece
     model_config: BertConfig
     build_model: Callable[[nnx.Rngs], nnx.Module]
     loss: LossFn  # jittable: (model, batch, dropout_rng) -> (loss, metric sums)

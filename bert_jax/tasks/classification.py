@@ -7,10 +7,10 @@ import optax
 from absl import logging
 from ml_collections import ConfigDict
 
-from bert_jax import eval_metrics, flops
+from bert_jax import flops
 from bert_jax.data import glue
 from bert_jax.data.packing import pack_examples
-from bert_jax.model.task_heads import BertForSequenceClassification
+from bert_jax.model.task_models import BertForSequenceClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
@@ -53,26 +53,26 @@ def metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int | None) -> d
         scores = logits[:, 0]
         return {
             "loss": float(np.mean(np.square(scores - labels))),
-            "pearson": eval_metrics.pearson(labels, scores),
-            "spearman": eval_metrics.spearman(labels, scores),
+            "pearson": scores.pearson(labels, scores),
+            "spearman": scores.spearman(labels, scores),
         }
     log_probs = jax.nn.log_softmax(logits)
     predictions = logits.argmax(-1)
     out = {
         "loss": float(-np.mean(np.take_along_axis(log_probs, labels[:, None], axis=1))),
-        "accuracy": eval_metrics.accuracy(labels, predictions),
-        "matthews_corr": eval_metrics.matthews_corrcoef(labels, predictions),
+        "accuracy": scores.accuracy(labels, predictions),
+        "matthews_corr": scores.matthews_corrcoef(labels, predictions),
     }
     if num_labels == 2:
-        out |= eval_metrics.precision_recall_f1(labels, predictions, average="binary")
+        out |= scores.precision_recall_f1(labels, predictions, average="binary")
         if len(np.unique(labels)) == 2:
-            out["roc_auc"] = eval_metrics.roc_auc(labels, np.asarray(jax.nn.softmax(logits))[:, 1])
+            out["roc_auc"] = scores.roc_auc(labels, np.asarray(jax.nn.softmax(logits))[:, 1])
     else:
         for average in ("macro", "micro"):
-            scores = eval_metrics.precision_recall_f1(
+            averaged = scores.precision_recall_f1(
                 labels, predictions, average=average, num_labels=num_labels
             )
-            out |= {f"{key}_{average}": value for key, value in scores.items()}
+            out |= {f"{key}_{average}": value for key, value in averaged.items()}
     return out
 
 

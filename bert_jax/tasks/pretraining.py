@@ -27,7 +27,8 @@ def model_config(config: ConfigDict, vocab_size: int) -> BertConfig:
 
 
 def model_builder(bert: BertConfig, sentence_task: str):
-    return lambda rngs: BertForPreTraining(bert, sentence_task=sentence_task, rngs=rngs)
+    sentence_head = sentence_task != "none"
+    return lambda rngs: BertForPreTraining(bert, sentence_head=sentence_head, rngs=rngs)
 
 
 def pretraining_loss(outputs: dict, batch: dict) -> tuple[jax.Array, dict[str, jax.Array]]:

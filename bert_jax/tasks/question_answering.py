@@ -5,11 +5,11 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from bert_jax import eval_metrics, flops
+from bert_jax import flops, scores
 from bert_jax.data.squad_decoding import best_answers
 from bert_jax.data.squad_examples import read_examples
 from bert_jax.data.squad_features import QAFeatures, make_features
-from bert_jax.model.task_heads import BertForQuestionAnswering
+from bert_jax.model.task_models import BertForQuestionAnswering
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
@@ -88,7 +88,7 @@ def build(config: ConfigDict, workdir: str) -> Task:
             **decoding,
         )
         gold = {example.id: list(example.answers) for example in eval_examples}
-        return eval_metrics.squad_scores(answers, gold)
+        return scores.squad_scores(answers, gold)
 
     bert = start.model_config
     return Task(

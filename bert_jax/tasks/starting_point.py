@@ -6,11 +6,11 @@ import os
 from ml_collections import ConfigDict
 
 from bert_jax.convert import Pretrained
-from bert_jax.data.tokenizer import Tokenizer
-from bert_jax.data.tokenizers import AnyTokenizer
+from bert_jax.convert.load import load_weights
+from bert_jax.data.any_tokenizer import AnyTokenizer
+from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
-from bert_jax.init_from import load_weights
 from bert_jax.model import BertConfig
 from bert_jax.tasks.pretraining import model_config
 
@@ -59,4 +59,4 @@ def _tokenizer(path: str | None, do_lower_case: bool | None) -> AnyTokenizer:
         raise UserError(f"data.tokenizer={path!r} does not exist; give a vocab.txt or .model file.")
     if path.endswith(".txt"):
         return WordPiece.from_vocab_file(path, do_lower_case=do_lower_case is not False)
-    return Tokenizer.load(path)
+    return SentencePiece.load(path)

@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
-from bert_jax import eval_metrics, flops
+from bert_jax import flops, scores
 from bert_jax.data import ner
-from bert_jax.model.task_heads import BertForTokenClassification
+from bert_jax.model.task_models import BertForTokenClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
@@ -71,7 +71,7 @@ def build(config: ConfigDict, workdir: str) -> Task:
             predicted.append(tagged)
             correct += sum(g == p for g, p in zip(tags, tagged, strict=True))
             count += len(tags)
-        return eval_metrics.entity_f1(gold, predicted) | {"accuracy": correct / max(count, 1)}
+        return scores.entity_f1(gold, predicted) | {"accuracy": correct / max(count, 1)}
 
     bert = start.model_config
     return Task(

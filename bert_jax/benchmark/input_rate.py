@@ -5,7 +5,7 @@ import tempfile
 from absl import logging
 from ml_collections import ConfigDict
 
-from bert_jax.bench import measure
+from bert_jax.benchmark import measure
 from bert_jax.data.pipeline import build_pretraining_data
 
 

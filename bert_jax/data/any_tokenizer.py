@@ -6,15 +6,15 @@ Every checkpoint carries its tokenizer, so a checkpoint alone is enough to predi
 import base64
 import json
 
-from bert_jax.data.tokenizer import Tokenizer
+from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 
-AnyTokenizer = WordPiece | Tokenizer
+AnyTokenizer = WordPiece | SentencePiece
 
 
 def tokenizer_to_meta(tokenizer: AnyTokenizer) -> dict[str, str]:
     """{"tokenizer": base64 SentencePiece model} or {"wordpiece": JSON of vocab and casing}."""
-    if isinstance(tokenizer, Tokenizer):
+    if isinstance(tokenizer, SentencePiece):
         return {"tokenizer": base64.b64encode(tokenizer.to_bytes()).decode("ascii")}
     options = {
         "vocab": tokenizer.vocab,
@@ -32,4 +32,4 @@ def tokenizer_from_meta(meta: dict[str, str]) -> AnyTokenizer:
             do_lower_case=options["do_lower_case"],
             strip_accents=options["strip_accents"],
         )
-    return Tokenizer.from_bytes(base64.b64decode(meta["tokenizer"]))
+    return SentencePiece.from_bytes(base64.b64decode(meta["tokenizer"]))

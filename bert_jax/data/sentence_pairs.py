@@ -10,10 +10,20 @@ import math
 import numpy as np
 
 from bert_jax.errors import UserError
-from bert_jax.tasks import SENTENCE_TASKS
+
+# Sentence-pair objective: next-sentence prediction, sentence-order prediction, or MLM only.
+SENTENCE_TASKS = ("nsp", "sop", "none")
 
 Segment = list[int]
 TokenDocument = list[Segment]  # a document's sentences, each a list of token ids
+
+
+def check_sentence_task(sentence_task: str) -> None:
+    """Refuses a sentence-pair objective this module cannot build."""
+    if sentence_task not in SENTENCE_TASKS:
+        raise UserError(
+            f"sentence_task={sentence_task!r} is unknown; use one of {', '.join(SENTENCE_TASKS)}."
+        )
 
 
 def max_predictions_per_seq(max_seq_length: int, masked_lm_prob: float) -> int:
@@ -57,8 +67,7 @@ def create_pair_examples(
     chunk holds one sentence. SOP: A and B are consecutive and swapped with label 1; a chunk of
     one sentence is split inside it, and dropped if it is a single token. "none": A alone.
     """
-    if sentence_task not in SENTENCE_TASKS:
-        raise UserError(f"sentence_task={sentence_task!r} is unknown; use one of {SENTENCE_TASKS}.")
+    check_sentence_task(sentence_task)
     if max_seq_length < 5:
         raise UserError(
             f"data.max_seq_length={max_seq_length} leaves no room for a pair; use 5 or more."

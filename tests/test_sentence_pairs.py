@@ -8,7 +8,7 @@ import pytest
 
 from bert_jax.data.batches import EpochBatches, fixed_batches, pretraining_batches
 from bert_jax.data.masking import mask_tokens
-from bert_jax.data.pretraining import (
+from bert_jax.data.sentence_pairs import (
     PairExamples,
     create_pair_examples,
     max_predictions_per_seq,

@@ -6,8 +6,8 @@ import jax
 from ml_collections import ConfigDict
 
 from bert_jax import flops, sharding
-from bert_jax.bench import measure
-from bert_jax.data.pretraining import max_predictions_per_seq
+from bert_jax.benchmark import measure
+from bert_jax.data.sentence_pairs import max_predictions_per_seq
 from bert_jax.optim import build_optimizer
 from bert_jax.tasks import pretraining
 from bert_jax.train_state import state_spec
@@ -103,7 +103,7 @@ def measure_step(
 
     timing = measure.time_calls(run_once, warmup, steps)
     if profile:
-        from bert_jax.bench.profile import profile_calls
+        from bert_jax.benchmark.profile import profile_calls
 
         record["profile"] = profile_calls(run_once, compiled.as_text())
     record |= measure.throughput(timing, batch_size, seq_len) | _peak_memory()

@@ -25,7 +25,7 @@ MAX_TRAINING_SENTENCES = 2_000_000
 _WORD_START = "▁"  # SentencePiece marks a piece that begins a word with this character
 
 
-class Tokenizer:
+class SentencePiece:
     """Text <-> ids with a SentencePiece model whose first ids are `SPECIAL_TOKENS`."""
 
     def __init__(self, model: bytes, *, origin: str = "the tokenizer bytes"):
@@ -40,7 +40,7 @@ class Tokenizer:
         self._model = model
 
     @classmethod
-    def train(cls, documents: list[Document], vocab_size: int, seed: int = 0) -> "Tokenizer":
+    def train(cls, documents: list[Document], vocab_size: int, seed: int = 0) -> "SentencePiece":
         """Trains a BPE model on the documents' sentences: single-threaded, so deterministic.
 
         BPE reaches the requested size exactly (a small corpus may give fewer pieces, since
@@ -82,7 +82,7 @@ class Tokenizer:
         return cls(model.getvalue())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Tokenizer":
+    def from_bytes(cls, data: bytes) -> "SentencePiece":
         """The tokenizer serialized by `to_bytes` (e.g. stored in a checkpoint)."""
         return cls(data)
 
@@ -91,7 +91,7 @@ class Tokenizer:
         return self._model
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Tokenizer":
+    def load(cls, path: str | os.PathLike) -> "SentencePiece":
         """Reads a SentencePiece `.model` file (the format `save` writes)."""
         try:
             data = epath.Path(path).read_bytes()  # local or remote (gs://...)

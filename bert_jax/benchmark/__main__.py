@@ -17,12 +17,13 @@ from absl import app, flags, logging
 from ml_collections import ConfigDict, config_flags
 
 from bert_jax import allocator
-from bert_jax.bench import measure
-from bert_jax.bench.input_rate import input_examples_per_sec
-from bert_jax.bench.step import measure_step
+from bert_jax.benchmark import measure
+from bert_jax.benchmark.input_rate import input_examples_per_sec
+from bert_jax.benchmark.step import measure_step
 from bert_jax.errors import UserError
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "pretrain.py")
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "pretrain.py")
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.")

@@ -4,11 +4,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bert_jax.errors import UserError
 from bert_jax.model.activations import gelu
 from bert_jax.model.bert import BertModel
 from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
-from bert_jax.tasks import SENTENCE_TASKS
 
 
 class MaskedLMHead(nnx.Module):
@@ -72,18 +70,13 @@ class SentencePairHead(nnx.Module):
 
 
 class BertForPreTraining(nnx.Module):
-    """BERT with the masked-LM head and, unless `sentence_task` is "none", a sentence-pair head."""
+    """BERT with the masked-LM head and, if `sentence_head`, a sentence-pair head."""
 
-    def __init__(self, config: BertConfig, *, sentence_task: str, rngs: nnx.Rngs):
-        if sentence_task not in SENTENCE_TASKS:
-            raise UserError(
-                f"sentence_task={sentence_task!r} is unknown; choose one of "
-                f"{', '.join(SENTENCE_TASKS)}."
-            )
+    def __init__(self, config: BertConfig, *, sentence_head: bool, rngs: nnx.Rngs):
         self.bert = BertModel(config, rngs=rngs)
         self.mlm = MaskedLMHead(config, rngs=rngs)
         # NSP and SOP differ only in how the data labels pairs; the head is the same.
-        self.sentence = None if sentence_task == "none" else SentencePairHead(config, rngs=rngs)
+        self.sentence = SentencePairHead(config, rngs=rngs) if sentence_head else None
 
     def __call__(
         self,

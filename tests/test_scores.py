@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 from bert_jax.errors import UserError
-from bert_jax.eval_metrics import (
+from bert_jax.scores import (
     accuracy,
     entity_f1,
     entity_spans,

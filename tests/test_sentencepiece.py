@@ -7,7 +7,7 @@ import pytest
 import sentencepiece as spm
 
 from bert_jax.data.corpus import default_corpus
-from bert_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer
+from bert_jax.data.sentencepiece import SPECIAL_TOKENS, SentencePiece
 from bert_jax.errors import UserError
 
 VOCAB_SIZE = 2000
@@ -19,8 +19,8 @@ def documents():
 
 
 @pytest.fixture(scope="module")
-def tokenizer(documents) -> Tokenizer:
-    return Tokenizer.train(documents, VOCAB_SIZE)
+def tokenizer(documents) -> SentencePiece:
+    return SentencePiece.train(documents, VOCAB_SIZE)
 
 
 def pieces(model: bytes) -> list[str]:
@@ -29,7 +29,7 @@ def pieces(model: bytes) -> list[str]:
 
 
 def test_training_is_deterministic(documents, tokenizer):
-    assert Tokenizer.train(documents, VOCAB_SIZE).to_bytes() == tokenizer.to_bytes()
+    assert SentencePiece.train(documents, VOCAB_SIZE).to_bytes() == tokenizer.to_bytes()
 
 
 def test_specials_come_first_and_the_size_is_the_requested_one(tokenizer):
@@ -48,16 +48,16 @@ def test_specials_come_first_and_the_size_is_the_requested_one(tokenizer):
 def test_bytes_and_file_round_trips_give_the_same_tokenizer(tokenizer, tmp_path):
     text = "Return the value of the named attribute of an object."
     for copy in (
-        Tokenizer.from_bytes(tokenizer.to_bytes()),
+        SentencePiece.from_bytes(tokenizer.to_bytes()),
         _saved_and_loaded(tokenizer, tmp_path / "tokenizer.model"),
     ):
         assert copy.to_bytes() == tokenizer.to_bytes()
         assert copy.encode(text) == tokenizer.encode(text)
 
 
-def _saved_and_loaded(tokenizer: Tokenizer, path) -> Tokenizer:
+def _saved_and_loaded(tokenizer: SentencePiece, path) -> SentencePiece:
     tokenizer.save(path)
-    return Tokenizer.load(path)
+    return SentencePiece.load(path)
 
 
 def test_encode_decode_round_trip_and_specials_are_never_read_from_text(tokenizer):
@@ -89,7 +89,7 @@ def test_a_model_without_the_specials_is_a_user_error(documents, tmp_path):
     path = tmp_path / "plain.model"
     path.write_bytes(model.getvalue())
     with pytest.raises(UserError, match=r"data\.tokenizer: .*plain\.model.*\[PAD\]"):
-        Tokenizer.load(path)
+        SentencePiece.load(path)
 
 
 @pytest.mark.parametrize("content", [None, b"not a model"])
@@ -98,9 +98,9 @@ def test_a_missing_or_corrupt_file_is_a_user_error(tmp_path, content):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(UserError, match=r"data\.tokenizer: .*tokenizer\.model"):
-        Tokenizer.load(path)
+        SentencePiece.load(path)
 
 
 def test_a_vocabulary_too_small_for_the_corpus_is_a_user_error(documents):
     with pytest.raises(UserError, match=r"data\.vocab_size=10"):
-        Tokenizer.train(documents[:5], 10)
+        SentencePiece.train(documents[:5], 10)

@@ -1,0 +1,33 @@
+"""Weights from any source this project reads, by what the directory holds: a training workdir
+(its newest checkpoint), a weights directory of this project, Hugging Face or Google BERT."""
+
+import os
+
+from bert_jax.convert.hf import load_hf
+from bert_jax.convert.pretrained import Pretrained, is_pretrained_dir, load_pretrained
+from bert_jax.convert.tf import load_tf
+from bert_jax.convert.workdir import is_workdir, load_workdir
+from bert_jax.errors import UserError
+
+
+def load_weights(path: str, *, do_lower_case: bool | None = None) -> Pretrained:
+    """A training workdir (its newest checkpoint), a pretrained weights directory of this
+    project, a Hugging Face BERT directory or a Google BERT TF checkpoint directory."""
+    if not os.path.isdir(path):
+        raise UserError(
+            f"init_from={path!r} is not a directory; give a workdir of this project, a "
+            "Hugging Face BERT directory or a Google BERT checkpoint directory."
+        )
+    if is_workdir(path):
+        return load_workdir(path)
+    if is_pretrained_dir(path):
+        return load_pretrained(path)
+    if os.path.exists(os.path.join(path, "config.json")):
+        return load_hf(path)
+    if os.path.exists(os.path.join(path, "bert_config.json")):
+        return load_tf(path, do_lower_case=True if do_lower_case is None else do_lower_case)
+    raise UserError(
+        f"init_from={path!r} holds no checkpoints/, params/, config.json or bert_config.json; "
+        "point it at a workdir, a converted weights directory, or a Hugging Face or Google "
+        "BERT directory."
+    )
