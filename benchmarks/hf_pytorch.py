@@ -19,7 +19,7 @@ from ml_collections import ConfigDict, config_flags
 from bert_jax import allocator
 from bert_jax.benchmark import measure
 from bert_jax.data.sentence_pairs import max_predictions_per_seq
-from bert_jax.tasks.pretraining import model_config
+from bert_jax.model.config import from_run_config
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +37,7 @@ flags.DEFINE_integer("threads", measure.cpu_count(), "torch.set_num_threads.")
 
 def hf_bert_config(config: ConfigDict, vocab_size: int) -> transformers.BertConfig:
     """Hugging Face's config for our model (preset and any --config.model.* overrides)."""
-    ours = model_config(config, vocab_size)
+    ours = from_run_config(config, vocab_size)
     return transformers.BertConfig(
         vocab_size=vocab_size,
         hidden_size=ours.hidden_size,

@@ -19,12 +19,12 @@ from bert_jax.data.encoding import encode_pair
 from bert_jax.data.squad_examples import QAExample
 from bert_jax.data.squad_features import make_features
 from bert_jax.errors import UserError
+from bert_jax.model.inputs import ENCODER_INPUTS
 from bert_jax.model.task_models import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertForTokenClassification,
 )
-from bert_jax.tasks.finetuning import INPUTS
 
 
 def _task_model(kind: str, bert, info: dict):
@@ -67,7 +67,7 @@ class Predictor:
         rows = len(arrays["input_ids"])
         outputs = []
         for start in range(0, rows, batch_size):
-            chunk = [arrays[key][start : start + batch_size] for key in INPUTS]
+            chunk = [arrays[key][start : start + batch_size] for key in ENCODER_INPUTS]
             real = len(chunk[0])
             chunk = [np.concatenate([c, np.repeat(c[:1], batch_size - real, 0)]) for c in chunk]
             outputs.append(np.asarray(self._forward(self.params, *chunk))[:real])
@@ -91,7 +91,7 @@ class Predictor:
             encode_pair(self.tokenizer, a, b, max_length=info["max_seq_length"], pad=True)
             for a, b in pairs
         ]
-        arrays = {key: np.asarray([e[key] for e in encoded], np.int32) for key in INPUTS}
+        arrays = {key: np.asarray([e[key] for e in encoded], np.int32) for key in ENCODER_INPUTS}
         logits = self.logits(arrays, batch_size)
         if info["labels"] is None:
             return [{"score": float(row[0])} for row in logits]
@@ -144,7 +144,7 @@ class Predictor:
             max_query_length=info["max_query_length"],
             is_training=False,
         )
-        arrays = {key: getattr(features, key) for key in INPUTS}
+        arrays = {key: getattr(features, key) for key in ENCODER_INPUTS}
         logits = self.logits(arrays, batch_size)
         ranked = squad_decoding.predictions(
             examples,

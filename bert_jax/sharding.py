@@ -15,6 +15,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 
+from bert_jax.data.batches import check_batch_size
 from bert_jax.errors import UserError
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -127,13 +128,11 @@ def batch_shards(mesh: Mesh, config: ConfigDict) -> int:
 def check_batch_size(batch_size: int, mesh: Mesh, config: ConfigDict, key: str) -> None:
     """The batch must split evenly over its mesh axes and over the processes feeding it."""
     shards = batch_shards(mesh, config)
-    divisor = math.lcm(shards, jax.process_count())
-    if batch_size <= 0 or batch_size % divisor:
-        raise UserError(
-            f"{key}={batch_size} cannot be split over {shards} batch shards of "
-            f"{jax.device_count()} devices and {jax.process_count()} processes; "
-            f"set it to a positive multiple of {divisor}."
-        )
+    over = (
+        f"{shards} batch shards of {jax.device_count()} devices and "
+        f"{jax.process_count()} processes"
+    )
+    check_batch_size(key, batch_size, math.lcm(shards, jax.process_count()), over=over)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

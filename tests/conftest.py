@@ -33,6 +33,36 @@ TINY = {
 }
 
 
+# The one tiny encoder of the unit tests: BertConfig fields, overridden per test where it matters.
+TINY_BERT = dict(
+    vocab_size=97,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=32,
+)
+_HF_NAMES = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads"}
+
+
+def tiny_bert(**overrides):
+    """The tiny encoder as a BertConfig."""
+    from bert_jax.model import BertConfig
+
+    return BertConfig(**(TINY_BERT | overrides))
+
+
+def tiny_hf_config(**overrides) -> dict:
+    """The tiny encoder as `transformers.BertConfig` keyword arguments (overrides by our names)."""
+    return {_HF_NAMES.get(key, key): value for key, value in (TINY_BERT | overrides).items()}
+
+
+def shrink_run_model(model_section) -> None:
+    """A run config's `model` section set to the tiny encoder's width (its preset's depth)."""
+    model_section.hidden_size, model_section.num_heads = 32, 2
+    model_section.intermediate_size = 64
+
+
 def main_command(workdir: str, **overrides) -> list[str]:
     settings = TINY | overrides
     flags = [f"--config.{key}={value}" for key, value in settings.items()]

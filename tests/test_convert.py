@@ -32,17 +32,12 @@ from bert_jax.data.corpus import default_corpus
 from bert_jax.data.sentencepiece import SPECIAL_TOKENS, SentencePiece
 from bert_jax.errors import UserError
 from bert_jax.model import BertForPreTraining, BertModel
-from bert_jax.tasks.pretraining import model_config
+from bert_jax.model.config import from_run_config
 from configs import pretrain as pretrain_config
-from conftest import REPO
+from conftest import REPO, shrink_run_model, tiny_hf_config
 
-HF_CONFIG = dict(
-    vocab_size=120,
-    hidden_size=48,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=96,
-    max_position_embeddings=64,
+HF_CONFIG = tiny_hf_config(
+    vocab_size=120, hidden_size=48, intermediate_size=96, max_position_embeddings=64
 )
 VOCAB = [*SPECIAL_TOKENS, *(f"w{i}" for i in range(100)), "Big", "big", "##ger"]
 TOLERANCE = 1e-5  # float32 parity; measured differences are printed (pytest -s)
@@ -407,10 +402,9 @@ def test_command_line_round_trip(hf_model, hf_dir, batch, tmp_path):
 
 def test_training_workdir_exports_to_hf(batch, tmp_path, caplog):
     run_config = pretrain_config.get_config()
-    run_config.model.hidden_size, run_config.model.num_heads = 32, 2
-    run_config.model.intermediate_size = 64
+    shrink_run_model(run_config.model)
     tokenizer = SentencePiece.train(default_corpus()[:30], 200)
-    config = model_config(run_config, tokenizer.vocab_size)
+    config = from_run_config(run_config, tokenizer.vocab_size)
     workdir = str(tmp_path / "run")
     checkpoints = Checkpoints(workdir, max_to_keep=2, best_metric="eval/mlm_loss", best_mode="min")
     meta = encode_meta(run_config.to_json(), tokenizer, config, {})

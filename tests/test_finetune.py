@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from conftest import REPO, read_scalars, run_main
+from conftest import REPO, read_scalars, run_main, tiny_hf_config
 
 SST2 = os.path.join(os.path.dirname(REPO), "shared", "data", "sst2")
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -231,12 +231,7 @@ def hf_bert_dir(directory) -> str:
 
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=40,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
+        **tiny_hf_config(vocab_size=40, num_heads=2, max_position_embeddings=64)
     )
     transformers.BertForPreTraining(config).save_pretrained(directory)
     write_vocab(directory / "vocab.txt", [f"w{i}" for i in range(35)])

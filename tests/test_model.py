@@ -15,15 +15,9 @@ from flax import nnx
 from bert_jax.data.sentence_pairs import check_sentence_task
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig, BertForPreTraining, BertModel, bert_config
+from conftest import tiny_bert
 
-CONFIG = BertConfig(
-    vocab_size=97,
-    hidden_size=32,
-    num_layers=3,
-    num_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=24,
-)
+CONFIG = tiny_bert(num_layers=3, max_position_embeddings=24)
 BATCH, SEQ, PREDICTIONS = 2, 12, 3
 
 

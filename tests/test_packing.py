@@ -9,19 +9,14 @@ import pytest
 from flax import nnx
 
 from bert_jax.data.packing import pack_examples
-from bert_jax.model import BertConfig, BertModel
+from bert_jax.model import BertModel
 from bert_jax.model.task_models import BertForSequenceClassification
 from bert_jax.tasks.classification import make_loss
+from conftest import tiny_bert
 
 # Attention dropout this small never drops (keep probability 1.0 in float32) and scales by
 # exactly 1, yet a dropout key sends attention through the einsum path instead of the fused one.
-CONFIG = BertConfig(
-    vocab_size=97,
-    hidden_size=32,
-    num_layers=2,
-    num_heads=4,
-    intermediate_size=64,
-    max_position_embeddings=32,
+CONFIG = tiny_bert(
     hidden_dropout=0.0,
     attention_dropout=1e-9,
     initializer_range=0.2,  # sharper attention than BERT's 0.02, so mixing shows plainly

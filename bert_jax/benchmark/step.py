@@ -8,6 +8,7 @@ from ml_collections import ConfigDict
 from bert_jax import flops, sharding
 from bert_jax.benchmark import measure
 from bert_jax.data.sentence_pairs import max_predictions_per_seq
+from bert_jax.model.config import from_run_config
 from bert_jax.optim import build_optimizer
 from bert_jax.tasks import pretraining
 from bert_jax.train_state import state_spec
@@ -56,7 +57,7 @@ def measure_step(
     max_predictions = max_predictions_per_seq(seq_len, config.data.masked_lm_prob)
     mesh = sharding.make_mesh(config)
     tx, _ = build_optimizer(config)
-    bert = pretraining.model_config(config, vocab_size)
+    bert = from_run_config(config, vocab_size)
     build = pretraining.model_builder(bert, config.sentence_task)
     spec = state_spec(config, bert, build, tx, mesh)
     batch_sharding = sharding.batch_sharding(mesh, config)

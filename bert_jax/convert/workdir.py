@@ -16,7 +16,7 @@ from bert_jax.convert.pretrained import Pretrained
 from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
-from bert_jax.tasks.pretraining import model_config
+from bert_jax.model.config import from_run_config
 
 CHECKPOINTS_DIR = "checkpoints"
 
@@ -55,7 +55,7 @@ def checkpoint_model_config(meta: dict, params: dict) -> BertConfig:
         return BertConfig(**json.loads(meta["model"]))
     vocab_size = params["bert"]["embeddings"]["word"]["embedding"].shape[0]
     try:
-        return model_config(ConfigDict(json.loads(meta["config"])), vocab_size)
+        return from_run_config(ConfigDict(json.loads(meta["config"])), vocab_size)
     except (AttributeError, KeyError) as error:
         raise UserError(
             f"The checkpoint's run config lacks {error}; it was written by another version of "

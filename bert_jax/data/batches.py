@@ -37,7 +37,10 @@ class EpochBatches(Iterator[Batch]):
         shuffle: bool = True,
         more_data: str = "use a larger data.corpus",
     ):
-        _check_batch_size("batch_size", global_batch_size, process_count, num_examples, more_data)
+        check_batch_size(
+            "batch_size", global_batch_size, process_count, num_examples=num_examples,
+            more_data=more_data,
+        )  # fmt: skip
         self._num_examples = num_examples
         self._make_batch = make_batch
         self._batch_size = global_batch_size
@@ -140,9 +143,10 @@ def fixed_batches(
 
     The remainder that does not fill a batch is dropped, so every eval batch has the same shape.
     """
-    _check_batch_size(
-        "data.eval_batch_size", batch_size, process_count, len(examples), "raise data.eval_fraction"
-    )
+    check_batch_size(
+        "data.eval_batch_size", batch_size, process_count, num_examples=len(examples),
+        more_data="raise data.eval_fraction",
+    )  # fmt: skip
     batches = pretraining_batches(
         examples,
         global_batch_size=batch_size,
@@ -159,16 +163,24 @@ def fixed_batches(
     ]
 
 
-def _check_batch_size(
-    key: str, batch_size: int, process_count: int, num_examples: int, more_data: str
+def check_batch_size(
+    key: str,
+    batch_size: int,
+    divisor: int,
+    *,
+    over: str | None = None,
+    num_examples: int | None = None,
+    more_data: str = "add data",
 ) -> None:
-    """Rejects a batch size that processes cannot share or that the examples cannot fill."""
-    if batch_size % process_count:
+    """The one batch-size check: a positive multiple of `divisor` (the processes feeding it, or
+    `over`, a description such as "4 batch shards of 8 devices and 2 processes"), and no more
+    rows than `num_examples` when given."""
+    if batch_size <= 0 or batch_size % divisor:
         raise UserError(
-            f"{key}={batch_size} does not split evenly over {process_count} "
-            f"processes; use a multiple of {process_count}."
+            f"{key}={batch_size} does not split evenly over {over or f'{divisor} processes'}; "
+            f"use a positive multiple of {divisor}."
         )
-    if num_examples < batch_size:
+    if num_examples is not None and num_examples < batch_size:
         raise UserError(
             f"{key}={batch_size} exceeds the {num_examples} examples; lower {key} or {more_data}."
         )
@@ -206,11 +218,7 @@ def padded_batches(
     `example_weight` is 0, so all batches share one shape and metrics skip the padding.
 
     `example_index` numbers the rows, so outputs can be matched back to their examples."""
-    if batch_size % process_count:
-        raise UserError(
-            f"data.eval_batch_size={batch_size} does not split evenly over {process_count} "
-            f"processes; use a multiple of {process_count}."
-        )
+    check_batch_size("data.eval_batch_size", batch_size, process_count)
     num_examples = len(next(iter(arrays.values())))
     padded = -(-num_examples // batch_size) * batch_size
     rows = np.concatenate([np.arange(num_examples), np.zeros(padded - num_examples, np.int64)])

@@ -9,9 +9,8 @@ from bert_jax.model.attention import SelfAttention, packing_bias, padding_bias
 from bert_jax.model.config import (
     REMAT_POLICIES,
     BertConfig,
+    dense,
     layer_norm,
-    partitioned,
-    weight_init,
 )
 from bert_jax.model.embeddings import BertEmbeddings
 
@@ -28,18 +27,9 @@ class FeedForward(nnx.Module):
     """Position-wise MLP: dense to intermediate_size, exact (erf) GELU, dense back to hidden."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-        def dense(inputs: int, outputs: int, in_axis: str, out_axis: str) -> nnx.Linear:
-            return nnx.Linear(
-                inputs,
-                outputs,
-                dtype=config.compute_dtype,
-                kernel_init=weight_init(config, in_axis, out_axis),
-                bias_init=partitioned(nnx.initializers.zeros_init(), out_axis),
-                rngs=rngs,
-            )
-
-        self.intermediate = dense(config.hidden_size, config.intermediate_size, "embed", "mlp")
-        self.output = dense(config.intermediate_size, config.hidden_size, "mlp", "embed")
+        hidden, intermediate = config.hidden_size, config.intermediate_size
+        self.intermediate = dense(config, hidden, intermediate, "embed", "mlp", rngs=rngs)
+        self.output = dense(config, intermediate, hidden, "mlp", "embed", rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Transforms each position of [B, S, H] independently."""
@@ -131,14 +121,8 @@ class BertModel(nnx.Module):
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         self.embeddings = BertEmbeddings(config, rngs=rngs)
         self.encoder = BertEncoder(config, rngs=rngs)
-        self.pooler = nnx.Linear(
-            config.hidden_size,
-            config.hidden_size,
-            dtype=config.compute_dtype,
-            kernel_init=weight_init(config, "embed", None),
-            bias_init=partitioned(nnx.initializers.zeros_init(), None),
-            rngs=rngs,
-        )
+        hidden = config.hidden_size
+        self.pooler = dense(config, hidden, hidden, "embed", None, rngs=rngs)
 
     def __call__(
         self,

@@ -88,6 +88,19 @@ def bert_config(preset: str, vocab_size: int, **overrides) -> BertConfig:
     return BertConfig(vocab_size=vocab_size, **values)
 
 
+# Keys of a run config's `model` section that override a preset (None keeps the preset's value).
+RUN_CONFIG_OVERRIDES = (
+    "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings",
+    "hidden_dropout", "attention_dropout", "remat", "remat_policy", "scan_layers",
+)  # fmt: skip
+
+
+def from_run_config(config, vocab_size: int) -> BertConfig:
+    """The architecture a run config (its `model` section and `dtype`) asks for."""
+    overrides = {key: config.model[key] for key in RUN_CONFIG_OVERRIDES}
+    return bert_config(config.model.preset, vocab_size, dtype=config.dtype, **overrides)
+
+
 def partitioned(init: Initializer, *names: str | None) -> Initializer:
     """`init` whose parameter carries one logical axis name per dimension, for sharding rules."""
     # Not placed eagerly: the model builds without a mesh; sharding.py maps names to mesh axes.
@@ -97,6 +110,27 @@ def partitioned(init: Initializer, *names: str | None) -> Initializer:
 def weight_init(config: BertConfig, *names: str | None) -> Initializer:
     """BERT's weight initialiser (truncated normal, stddev initializer_range) with axis names."""
     return partitioned(nnx.initializers.truncated_normal(config.initializer_range), *names)
+
+
+def dense(
+    config: BertConfig,
+    inputs: int,
+    outputs: int,
+    in_axis: str | None,
+    out_axis: str | None,
+    *,
+    rngs: nnx.Rngs,
+) -> nnx.Linear:
+    """A dense layer as BERT initialises it (truncated-normal kernel, zero bias), computing in the
+    config's dtype, with logical axis names on the kernel and bias."""
+    return nnx.Linear(
+        inputs,
+        outputs,
+        dtype=config.compute_dtype,
+        kernel_init=weight_init(config, in_axis, out_axis),
+        bias_init=partitioned(nnx.initializers.zeros_init(), out_axis),
+        rngs=rngs,
+    )
 
 
 def layer_norm(config: BertConfig, *, rngs: nnx.Rngs) -> nnx.LayerNorm:

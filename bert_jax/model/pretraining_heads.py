@@ -6,7 +6,7 @@ from flax import nnx
 
 from bert_jax.model.activations import gelu
 from bert_jax.model.bert import BertModel
-from bert_jax.model.config import BertConfig, layer_norm, partitioned, weight_init
+from bert_jax.model.config import BertConfig, dense, layer_norm, partitioned
 
 
 class MaskedLMHead(nnx.Module):
@@ -16,14 +16,8 @@ class MaskedLMHead(nnx.Module):
     """
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-        self.transform = nnx.Linear(
-            config.hidden_size,
-            config.hidden_size,
-            dtype=config.compute_dtype,
-            kernel_init=weight_init(config, "embed", None),
-            bias_init=partitioned(nnx.initializers.zeros_init(), None),
-            rngs=rngs,
-        )
+        hidden = config.hidden_size
+        self.transform = dense(config, hidden, hidden, "embed", None, rngs=rngs)
         self.norm = layer_norm(config, rngs=rngs)
         self.bias = nnx.Param(
             partitioned(nnx.initializers.zeros_init(), "vocab")(
@@ -55,14 +49,7 @@ class SentencePairHead(nnx.Module):
     """Two-way classifier on the pooled output: next-sentence (NSP) or sentence-order (SOP)."""
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
-        self.classifier = nnx.Linear(
-            config.hidden_size,
-            2,
-            dtype=config.compute_dtype,
-            kernel_init=weight_init(config, "embed", None),
-            bias_init=partitioned(nnx.initializers.zeros_init(), None),
-            rngs=rngs,
-        )
+        self.classifier = dense(config, config.hidden_size, 2, "embed", None, rngs=rngs)
 
     def __call__(self, pooled_output: jax.Array) -> jax.Array:
         """float32 logits [B, 2] from [B, H]."""

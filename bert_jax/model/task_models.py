@@ -9,18 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bert_jax.model.bert import BertModel
-from bert_jax.model.config import BertConfig, partitioned, weight_init
-
-
-def _head(config: BertConfig, outputs: int, rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(
-        config.hidden_size,
-        outputs,
-        dtype=config.compute_dtype,
-        kernel_init=weight_init(config, "embed", None),
-        bias_init=partitioned(nnx.initializers.zeros_init(), None),
-        rngs=rngs,
-    )
+from bert_jax.model.config import BertConfig, dense
 
 
 class _TaskModel(nnx.Module):
@@ -29,7 +18,7 @@ class _TaskModel(nnx.Module):
     def __init__(self, config: BertConfig, outputs: int, *, rngs: nnx.Rngs, name: str):
         self.bert = BertModel(config, rngs=rngs)
         self.dropout = nnx.Dropout(config.hidden_dropout)
-        setattr(self, name, _head(config, outputs, rngs))
+        setattr(self, name, dense(config, config.hidden_size, outputs, "embed", None, rngs=rngs))
         self._head_name = name
 
     def features(self, sequence_output: jax.Array, pooled_output: jax.Array) -> jax.Array:

@@ -6,15 +6,12 @@ from ml_collections import ConfigDict
 
 from bert_jax.data.batches import EpochBatches, array_batches, padded_batches
 from bert_jax.errors import UserError
-
-INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-# Only packed training batches (data/packing.py) have these.
-PACKED_INPUTS = ("segment_ids", "position_ids", "cls_positions")
+from bert_jax.model.inputs import ENCODER_INPUTS, PACKED_INPUTS
 
 
 def forward(model, batch: dict, dropout_rng=None):
     packed = {k: batch[k] for k in PACKED_INPUTS if k in batch}
-    return model(*(batch[k] for k in INPUTS), dropout_rng=dropout_rng, **packed)
+    return model(*(batch[k] for k in ENCODER_INPUTS), dropout_rng=dropout_rng, **packed)
 
 
 def require_data(config: ConfigDict) -> None:

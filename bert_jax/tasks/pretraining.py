@@ -10,20 +10,10 @@ from ml_collections import ConfigDict
 
 from bert_jax import flops
 from bert_jax.data.pipeline import build_pretraining_data
-from bert_jax.model import BertConfig, BertForPreTraining, bert_config
+from bert_jax.model import BertConfig, BertForPreTraining
+from bert_jax.model.config import from_run_config
+from bert_jax.model.inputs import ENCODER_INPUTS, MLM_INPUTS
 from bert_jax.tasks.base import Task
-
-MODEL_OVERRIDES = (
-    "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings",
-    "hidden_dropout", "attention_dropout", "remat", "remat_policy", "scan_layers",
-)  # fmt: skip
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "masked_lm_positions")
-
-
-def model_config(config: ConfigDict, vocab_size: int) -> BertConfig:
-    """The architecture the run config asks for."""
-    overrides = {key: config.model[key] for key in MODEL_OVERRIDES}
-    return bert_config(config.model.preset, vocab_size, dtype=config.dtype, **overrides)
 
 
 def model_builder(bert: BertConfig, sentence_task: str):
@@ -56,7 +46,7 @@ def pretraining_loss(outputs: dict, batch: dict) -> tuple[jax.Array, dict[str, j
 
 
 def loss(model: nnx.Module, batch: dict, dropout_rng) -> tuple[jax.Array, dict]:
-    outputs = model(*(batch[k] for k in MODEL_INPUTS), dropout_rng=dropout_rng)
+    outputs = model(*(batch[k] for k in ENCODER_INPUTS + MLM_INPUTS), dropout_rng=dropout_rng)
     return pretraining_loss(outputs, batch)
 
 
@@ -81,7 +71,7 @@ def summarize(sums: dict[str, float], num_steps: int, sentence_task: str) -> dic
 
 def build(config: ConfigDict, workdir: str) -> Task:
     data = build_pretraining_data(config, workdir)
-    bert = model_config(config, data.tokenizer.vocab_size)
+    bert = from_run_config(config, data.tokenizer.vocab_size)
     sentence_task = config.sentence_task
 
     def evaluate(outputs: list[dict]) -> dict:

@@ -9,6 +9,7 @@ from bert_jax import flops, scores
 from bert_jax.data.squad_decoding import best_answers
 from bert_jax.data.squad_examples import read_examples
 from bert_jax.data.squad_features import QAFeatures, make_features
+from bert_jax.model.inputs import ENCODER_INPUTS
 from bert_jax.model.task_models import BertForQuestionAnswering
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
@@ -43,8 +44,7 @@ def eval_outputs(model, batch) -> dict:
 
 
 def _arrays(features: QAFeatures, with_targets: bool) -> dict[str, np.ndarray]:
-    keys = ["input_ids", "token_type_ids", "attention_mask"]
-    keys += ["start_positions", "end_positions"] if with_targets else []
+    keys = [*ENCODER_INPUTS, *(("start_positions", "end_positions") if with_targets else ())]
     return {key: getattr(features, key) for key in keys}
 
 

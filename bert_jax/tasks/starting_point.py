@@ -12,7 +12,7 @@ from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
-from bert_jax.tasks.pretraining import model_config
+from bert_jax.model.config import from_run_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ def starting_point(config: ConfigDict) -> StartingPoint:
         tokenizer = pretrained.tokenizer
     else:
         tokenizer, pretrained = _tokenizer(data.tokenizer, data.do_lower_case), None
-        bert = model_config(config, tokenizer.vocab_size)
+        bert = from_run_config(config, tokenizer.vocab_size)
     if data.max_seq_length > bert.max_position_embeddings:
         raise UserError(
             f"data.max_seq_length={data.max_seq_length} exceeds the model's "
