@@ -125,12 +125,11 @@ def batch_shards(mesh: Mesh, config: ConfigDict) -> int:
     return math.prod(mesh.shape[a] for a in axes)
 
 
-def check_batch_size(batch_size: int, mesh: Mesh, config: ConfigDict, key: str) -> None:
+def check_batch_split(batch_size: int, mesh: Mesh, config: ConfigDict, key: str) -> None:
     """The batch must split evenly over its mesh axes and over the processes feeding it."""
     shards = batch_shards(mesh, config)
     over = (
-        f"{shards} batch shards of {jax.device_count()} devices and "
-        f"{jax.process_count()} processes"
+        f"{shards} batch shards of {jax.device_count()} devices and {jax.process_count()} processes"
     )
     check_batch_size(key, batch_size, math.lcm(shards, jax.process_count()), over=over)
 

@@ -15,15 +15,15 @@ from etils import epath
 from ml_collections import ConfigDict
 
 from bert_jax import flops, sharding, train_metrics
-from bert_jax.checkpoint import Checkpoints, encode_meta
+from bert_jax import workdir as workdir_lib
 from bert_jax.config_checks import resolve_derived, validate_config
-from bert_jax.data.pipeline import TOKENIZER_FILE
-from bert_jax.data.sentencepiece import SentencePiece
+from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.optim import build_optimizer
 from bert_jax.tasks.base import Task
-from bert_jax.tasks.build import build_task
+from bert_jax.tasks.registry import build_task
 from bert_jax.train_state import StateSpec, load_matching_params, state_spec
 from bert_jax.train_step import make_eval_step, make_loss_and_grad, make_train_step
+from bert_jax.workdir import Checkpoints, encode_meta
 
 
 class _StopFlag:
@@ -42,9 +42,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     """Runs (or continues) the config's task in `workdir`; returns the final train state."""
     validate_config(config)
     mesh = sharding.make_mesh(config)
-    sharding.check_batch_size(config.batch_size, mesh, config, "batch_size")
-    sharding.check_batch_size(config.data.eval_batch_size, mesh, config, "data.eval_batch_size")
-    task = build_task(config, workdir)
+    sharding.check_batch_split(config.batch_size, mesh, config, "batch_size")
+    sharding.check_batch_split(config.data.eval_batch_size, mesh, config, "data.eval_batch_size")
+    resumed_meta = workdir_lib.latest_meta(workdir)
+    saved_tokenizer = tokenizer_from_meta(resumed_meta) if resumed_meta else None
+    task = build_task(config, workdir, saved_tokenizer)
     config = resolve_derived(config, task.train.batches_per_epoch, task.main_metric)
     tx, schedule = build_optimizer(config)
     spec = state_spec(config, task.model_config, task.build_model, tx, mesh)
@@ -68,13 +70,6 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         else:
             step, state, progress, _ = restored
             logging.info("Resuming from the checkpoint at step %d.", step)
-        tokenizer_path = epath.Path(workdir) / TOKENIZER_FILE
-        if (
-            jax.process_index() == 0
-            and isinstance(task.tokenizer, SentencePiece)
-            and not tokenizer_path.exists()
-        ):
-            task.tokenizer.save(tokenizer_path)
         loop = _Loop(config, workdir, mesh, task, checkpoints, spec, tx, schedule)
         return loop.run(state, progress)
     finally:

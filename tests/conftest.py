@@ -95,22 +95,13 @@ def event_tags(workdir: str) -> dict[str, set[str]]:
 
 
 def final_params(workdir: str) -> dict[str, np.ndarray]:
-    """Flattened parameters of the newest checkpoint, as NumPy arrays."""
+    """Flattened parameters of the newest checkpoint, as NumPy arrays (any mesh wrote it)."""
     import jax
-    import orbax.checkpoint as ocp
 
-    directory = os.path.join(workdir, "checkpoints")
-    step = max(int(name) for name in os.listdir(directory) if name.isdigit())
-    path = os.path.join(directory, str(step), "state")
-    checkpointer = ocp.StandardCheckpointer()
-    # Onto this process's first device, whatever mesh wrote the checkpoint.
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-        checkpointer.metadata(path).item_metadata,
-    )
-    state = checkpointer.restore(path, target)
-    flat = jax.tree_util.tree_flatten_with_path(state["params"])[0]
+    from bert_jax.workdir import newest_step_dir, read_checkpoint
+
+    _, params = read_checkpoint(newest_step_dir(workdir))
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
     return {jax.tree_util.keystr(path): np.asarray(value) for path, value in flat}
 
 

@@ -81,14 +81,14 @@ from configs.pretrain import get_config
 from bert_jax.optim import build_optimizer
 from bert_jax.sharding import make_mesh
 from bert_jax.model.config import from_run_config
-from bert_jax.tasks.pretraining import model_builder
+from bert_jax.tasks.pretraining import model
 from bert_jax.train_state import state_spec
 config = get_config()
 config.model.hidden_size, config.model.num_heads, config.model.intermediate_size = 32, 2, 64
 config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 2, 2, 2
 tx, _ = build_optimizer(config)
 bert = from_run_config(config, 300)
-spec = state_spec(config, bert, model_builder(bert, config.sentence_task), tx, make_mesh(config))
+spec = state_spec(config, bert, model(bert, {"sentence_head": True}), tx, make_mesh(config))
 state = spec.init()
 flat = jax.tree_util.tree_flatten_with_path(state)[0]
 print(json.dumps({

@@ -1,11 +1,14 @@
 """End to end on the embedded default corpus: it learns, logs every promised tag, keeps the best."""
 
+import json
 import math
 import os
 
 import numpy as np
 import pytest
 
+from bert_jax.data.any_tokenizer import tokenizer_from_meta
+from bert_jax.workdir import newest_step_dir, read_meta
 from conftest import event_tags, final_params, read_scalars, run_main
 
 pytestmark = pytest.mark.slow
@@ -84,7 +87,10 @@ def test_checkpoints_latest_n_and_best_kept_apart(default_run):
     best = [name for name in os.listdir(os.path.join(workdir, "best")) if name.isdigit()]
     evals = read_scalars(workdir)["eval/mlm_loss"]
     assert best == [str(min(evals, key=evals.get))]
-    assert os.path.exists(os.path.join(workdir, "tokenizer.model"))
+    # The run's tokenizer travels in every checkpoint, which a resume reads it back from.
+    meta = read_meta(newest_step_dir(workdir))
+    run_config = json.loads(meta["config"])
+    assert tokenizer_from_meta(meta).vocab_size == run_config["data"]["vocab_size"]
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -58,7 +58,7 @@ def measure_step(
     mesh = sharding.make_mesh(config)
     tx, _ = build_optimizer(config)
     bert = from_run_config(config, vocab_size)
-    build = pretraining.model_builder(bert, config.sentence_task)
+    build = pretraining.model(bert, {"sentence_head": config.sentence_task != "none"})
     spec = state_spec(config, bert, build, tx, mesh)
     batch_sharding = sharding.batch_sharding(mesh, config)
     train_step = jax.jit(

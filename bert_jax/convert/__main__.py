@@ -12,6 +12,7 @@ import sys
 from absl import app, flags, logging
 
 from bert_jax.convert.hf import load_hf, save_hf
+from bert_jax.convert.load import load_workdir
 from bert_jax.convert.pretrained import (
     Pretrained,
     is_pretrained_dir,
@@ -19,8 +20,8 @@ from bert_jax.convert.pretrained import (
     save_pretrained,
 )
 from bert_jax.convert.tf import load_tf
-from bert_jax.convert.workdir import is_workdir, load_workdir
 from bert_jax.errors import UserError
+from bert_jax.workdir import is_workdir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("from", None, ["hf", "tf"], "Import Hugging Face or Google TF weights.")

@@ -6,8 +6,22 @@ import os
 from bert_jax.convert.hf import load_hf
 from bert_jax.convert.pretrained import Pretrained, is_pretrained_dir, load_pretrained
 from bert_jax.convert.tf import load_tf
-from bert_jax.convert.workdir import is_workdir, load_workdir
+from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.errors import UserError
+from bert_jax.workdir import (
+    CHECKPOINTS_DIR,
+    is_workdir,
+    model_config_of,
+    newest_step_dir,
+    read_checkpoint,
+)
+
+
+def load_workdir(directory: str, which: str = CHECKPOINTS_DIR) -> Pretrained:
+    """The params of a training workdir's newest checkpoint (or of `which="best"`), with the
+    run's model config and tokenizer."""
+    meta, params = read_checkpoint(newest_step_dir(directory, which))
+    return Pretrained(model_config_of(meta, params), params, tokenizer_from_meta(meta))
 
 
 def load_weights(path: str, *, do_lower_case: bool | None = None) -> Pretrained:

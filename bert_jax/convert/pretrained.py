@@ -1,7 +1,7 @@
 """This project's pretrained weights directory, what every converter reads into or writes from:
 
     DIR/bert_config.json     the BertConfig fields
-    DIR/params/              Orbax StandardCheckpointer save of the float32 params dict
+    DIR/params/              the float32 params dict (bert_jax.workdir.save_params)
     DIR/vocab.txt + DIR/tokenizer_config.json  (WordPiece)  or  DIR/tokenizer.model (SentencePiece)
 
 The params are those of a BertForPreTraining; the pooler, MLM or NSP head may be missing
@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 
-import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from bert_jax.convert.config_json import read_json
@@ -21,9 +20,9 @@ from bert_jax.convert.tensors import absent_groups
 from bert_jax.convert.tokenizer_files import AnyTokenizer, read_tokenizer, write_tokenizer
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
+from bert_jax.workdir import has_params, load_params, save_params
 
 CONFIG_FILE = "bert_config.json"
-PARAMS_DIR = "params"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Pretrained:
 
 def is_pretrained_dir(directory: str) -> bool:
     """Whether `directory` looks like a pretrained weights directory of this project."""
-    return os.path.isdir(os.path.join(directory, PARAMS_DIR))
+    return has_params(directory)
 
 
 def new_output_dir(directory: str) -> None:
@@ -58,9 +57,7 @@ def save_pretrained(directory: str, pretrained: Pretrained) -> None:
     new_output_dir(directory)
     with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as file:
         json.dump(dataclasses.asdict(pretrained.config), file, indent=2)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.abspath(os.path.join(directory, PARAMS_DIR)), pretrained.params)
-    checkpointer.wait_until_finished()
+    save_params(directory, pretrained.params)
     write_tokenizer(directory, pretrained.tokenizer)
 
 
@@ -68,7 +65,7 @@ def load_pretrained(directory: str) -> Pretrained:
     """Reads a pretrained weights directory written by `save_pretrained`."""
     if not is_pretrained_dir(directory):
         raise UserError(
-            f"{directory} is not a pretrained weights directory (no {PARAMS_DIR}/); create one "
+            f"{directory} is not a pretrained weights directory (no params/); create one "
             "with python -m bert_jax.convert."
         )
     fields = read_json(os.path.join(directory, CONFIG_FILE))
@@ -76,8 +73,6 @@ def load_pretrained(directory: str) -> Pretrained:
         config = BertConfig(**fields)
     except TypeError as error:
         raise UserError(f"{directory}/{CONFIG_FILE} is not a BertConfig ({error}).") from None
-    params = ocp.StandardCheckpointer().restore(
-        os.path.abspath(os.path.join(directory, PARAMS_DIR))
-    )
+    params = load_params(directory)
     tokenizer = read_tokenizer(directory, config.vocab_size)
     return Pretrained(config, params, tokenizer)

@@ -6,13 +6,13 @@ import json
 import os
 
 from bert_jax.convert.config_json import read_json
-from bert_jax.data.pipeline import TOKENIZER_FILE
 from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+TOKENIZER_FILE = "tokenizer.model"  # SentencePiece
 
 AnyTokenizer = WordPiece | SentencePiece
 

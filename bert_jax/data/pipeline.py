@@ -4,7 +4,6 @@ import dataclasses
 
 import jax
 from absl import logging
-from etils import epath
 from ml_collections import ConfigDict
 
 from bert_jax.data.batches import EpochBatches, fixed_batches, pretraining_batches
@@ -16,8 +15,6 @@ from bert_jax.data.sentence_pairs import (
 )
 from bert_jax.data.sentencepiece import SentencePiece
 
-TOKENIZER_FILE = "tokenizer.model"
-
 
 @dataclasses.dataclass
 class PretrainingData:
@@ -27,11 +24,11 @@ class PretrainingData:
     max_predictions: int  # masked positions per sequence, shared with the MLM head
 
 
-def resolve_tokenizer(config: ConfigDict, workdir: str, documents) -> SentencePiece:
-    """The workdir's own tokenizer when resuming, else the configured file, else a new one."""
-    saved = epath.Path(workdir) / TOKENIZER_FILE
-    if saved.exists():
-        return SentencePiece.load(saved)
+def resolve_tokenizer(config: ConfigDict, saved: SentencePiece | None, documents) -> SentencePiece:
+    """The run's own tokenizer when resuming (`saved`, from its checkpoint), else the configured
+    file, else a new one."""
+    if saved is not None:
+        return saved
     if config.data.tokenizer:
         return SentencePiece.load(config.data.tokenizer)
     logging.info("Training a SentencePiece tokenizer with %d pieces.", config.data.vocab_size)
@@ -50,14 +47,17 @@ def masking_options(config: ConfigDict, tokenizer: SentencePiece) -> dict:
     )
 
 
-def build_pretraining_data(config: ConfigDict, workdir: str) -> PretrainingData:
-    """Everything the loop reads; deterministic in the config, so resume rebuilds it identically."""
+def build_pretraining_data(
+    config: ConfigDict, workdir: str, saved_tokenizer: SentencePiece | None = None
+) -> PretrainingData:
+    """Everything the loop reads; deterministic in the config, so resume rebuilds it identically
+    (with `saved_tokenizer`, the one the run's checkpoints hold)."""
     data = config.data
     documents = load_documents(
         data.corpus, data_dir=data.data_dir, split=data.split, text_key=data.text_key
     )
     train_docs, eval_docs = split_documents(documents, data.eval_fraction, config.seed)
-    tokenizer = resolve_tokenizer(config, workdir, train_docs)
+    tokenizer = resolve_tokenizer(config, saved_tokenizer, train_docs)
 
     def examples(docs, seed):
         token_docs = [[tokenizer.encode(sentence) for sentence in doc] for doc in docs]

@@ -7,9 +7,13 @@ import optax
 from absl import logging
 from ml_collections import ConfigDict
 
-from bert_jax import flops
-from bert_jax.data import glue
+from bert_jax import flops, scores
+from bert_jax.data import glue, input_lines
+from bert_jax.data.encoding import encode_pair
 from bert_jax.data.packing import pack_examples
+from bert_jax.errors import UserError
+from bert_jax.model import BertConfig
+from bert_jax.model.inputs import ENCODER_INPUTS
 from bert_jax.model.task_models import BertForSequenceClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
@@ -50,11 +54,11 @@ def eval_outputs(model, batch) -> dict:
 def metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int | None) -> dict[str, float]:
     """Every metric the task type supports; the config picks the one that selects "best"."""
     if num_labels is None:
-        scores = logits[:, 0]
+        values = logits[:, 0]
         return {
-            "loss": float(np.mean(np.square(scores - labels))),
-            "pearson": scores.pearson(labels, scores),
-            "spearman": scores.spearman(labels, scores),
+            "loss": float(np.mean(np.square(values - labels))),
+            "pearson": scores.pearson(labels, values),
+            "spearman": scores.spearman(labels, values),
         }
     log_probs = jax.nn.log_softmax(logits)
     predictions = logits.argmax(-1)
@@ -76,7 +80,13 @@ def metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int | None) -> d
     return out
 
 
-def build(config: ConfigDict, workdir: str) -> Task:
+def model(bert: BertConfig, info: dict):
+    """The model builder: one output for regression (no labels), else one per label."""
+    num_labels = 1 if info["labels"] is None else len(info["labels"])
+    return lambda rngs: BertForSequenceClassification(bert, num_labels, rngs=rngs)
+
+
+def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     data = config.data
     layout = glue.table_task(config)
     finetuning.require_data(config)
@@ -112,11 +122,18 @@ def build(config: ConfigDict, workdir: str) -> Task:
         joined = finetuning.gather(outputs)
         return metrics(joined["logits"], joined["labels"], num_labels)
 
+    info = {
+        "kind": "classification",
+        "labels": None if labels is None else list(labels),
+        "text_a": layout.text_a,
+        "text_b": layout.text_b,
+        "max_seq_length": data.max_seq_length,
+    }
     return Task(
         name=config.task,
         tokenizer=start.tokenizer,
         model_config=bert,
-        build_model=lambda rngs: BertForSequenceClassification(bert, num_labels or 1, rngs=rngs),
+        build_model=model(bert, info),
         loss=make_loss(regression=num_labels is None),
         summarize=summarize_packed if data.pack_sequences else finetuning.summarize,
         train=train,
@@ -129,12 +146,47 @@ def build(config: ConfigDict, workdir: str) -> Task:
         ),
         console_metric="accuracy" if num_labels else "loss",
         main_metric=layout.main_metric,
-        info={
-            "kind": "classification",
-            "labels": None if labels is None else list(labels),
-            "text_a": layout.text_a,
-            "text_b": layout.text_b,
-            "max_seq_length": data.max_seq_length,
-        },
+        info=info,
         pretrained=start.pretrained,
     )
+
+
+def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
+    """{"label", "probability", "probabilities"} per line, or {"score"} for regression."""
+    info = predictor.info
+    columns = [info["text_a"], info["text_b"]]
+    pairs = [_texts(record, info) for record in input_lines.records(lines, columns)]
+    encoded = [
+        encode_pair(predictor.tokenizer, a, b, max_length=info["max_seq_length"], pad=True)
+        for a, b in pairs
+    ]
+    arrays = {key: np.asarray([e[key] for e in encoded], np.int32) for key in ENCODER_INPUTS}
+    logits = predictor.logits(arrays, batch_size)
+    if info["labels"] is None:
+        return [{"score": float(row[0])} for row in logits]
+    probabilities = np.asarray(jax.nn.softmax(logits))
+    return [
+        {
+            "label": info["labels"][int(p.argmax())],
+            "probability": float(p.max()),
+            "probabilities": dict(zip(info["labels"], map(float, p), strict=True)),
+        }
+        for p in probabilities
+    ]
+
+
+def _texts(record: dict, info: dict) -> tuple[str, str | None]:
+    text_a = record.get(info["text_a"], record.get("text"))
+    if text_a is None:
+        raise UserError(
+            f"an input line has no {info['text_a']!r} (or 'text') field; give one per line."
+        )
+    text_b = None
+    if info["text_b"]:
+        text_b = record.get(info["text_b"], record.get("text_b"))
+        if text_b is None:
+            raise UserError(
+                f"an input line has no second text {info['text_b']!r}; this task reads pairs "
+                "(TSV: two columns)."
+            )
+    return str(text_a), text_b

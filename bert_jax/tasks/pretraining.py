@@ -16,8 +16,9 @@ from bert_jax.model.inputs import ENCODER_INPUTS, MLM_INPUTS
 from bert_jax.tasks.base import Task
 
 
-def model_builder(bert: BertConfig, sentence_task: str):
-    sentence_head = sentence_task != "none"
+def model(bert: BertConfig, info: dict):
+    """The model builder: the MLM head, and the sentence-pair head if the run has one."""
+    sentence_head = info["sentence_head"]
     return lambda rngs: BertForPreTraining(bert, sentence_head=sentence_head, rngs=rngs)
 
 
@@ -69,8 +70,8 @@ def summarize(sums: dict[str, float], num_steps: int, sentence_task: str) -> dic
     return out
 
 
-def build(config: ConfigDict, workdir: str) -> Task:
-    data = build_pretraining_data(config, workdir)
+def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+    data = build_pretraining_data(config, workdir, saved_tokenizer)
     bert = from_run_config(config, data.tokenizer.vocab_size)
     sentence_task = config.sentence_task
 
@@ -81,11 +82,12 @@ def build(config: ConfigDict, workdir: str) -> Task:
                 sums[key] = sums.get(key, 0.0) + float(value)
         return summarize(sums, len(outputs), sentence_task)
 
+    info = {"kind": "pretraining", "sentence_head": sentence_task != "none"}
     return Task(
         name="pretraining",
         tokenizer=data.tokenizer,
         model_config=bert,
-        build_model=model_builder(bert, sentence_task),
+        build_model=model(bert, info),
         loss=loss,
         summarize=lambda sums, steps: summarize(sums, steps, sentence_task),
         train=data.train,
@@ -101,4 +103,5 @@ def build(config: ConfigDict, workdir: str) -> Task:
         ),
         console_metric="mlm_accuracy",
         main_metric="mlm_loss",
+        info=info,
     )

@@ -6,9 +6,11 @@ import optax
 from ml_collections import ConfigDict
 
 from bert_jax import flops, scores
-from bert_jax.data.squad_decoding import best_answers
-from bert_jax.data.squad_examples import read_examples
+from bert_jax.data import input_lines
+from bert_jax.data.squad_decoding import best_answers, predictions
+from bert_jax.data.squad_examples import QAExample, read_examples
 from bert_jax.data.squad_features import QAFeatures, make_features
+from bert_jax.model import BertConfig
 from bert_jax.model.inputs import ENCODER_INPUTS
 from bert_jax.model.task_models import BertForQuestionAnswering
 from bert_jax.tasks import finetuning
@@ -48,7 +50,12 @@ def _arrays(features: QAFeatures, with_targets: bool) -> dict[str, np.ndarray]:
     return {key: getattr(features, key) for key in keys}
 
 
-def build(config: ConfigDict, workdir: str) -> Task:
+def model(bert: BertConfig, info: dict):
+    """The model builder: answer-start and answer-end scores per token."""
+    return lambda rngs: BertForQuestionAnswering(bert, rngs=rngs)
+
+
+def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
@@ -91,11 +98,12 @@ def build(config: ConfigDict, workdir: str) -> Task:
         return scores.squad_scores(answers, gold)
 
     bert = start.model_config
+    info = {"kind": "squad", **options, **decoding}
     return Task(
         name="squad",
         tokenizer=start.tokenizer,
         model_config=bert,
-        build_model=lambda rngs: BertForQuestionAnswering(bert, rngs=rngs),
+        build_model=model(bert, info),
         loss=loss,
         summarize=finetuning.summarize,
         train=train,
@@ -107,6 +115,41 @@ def build(config: ConfigDict, workdir: str) -> Task:
         ),
         console_metric="accuracy",
         main_metric="f1",
-        info={"kind": "squad", **options, **decoding},
+        info=info,
         pretrained=start.pretrained,
     )
+
+
+def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
+    """{"id", "answer", "probability"} per line: JSON {"id", "question", "context"} or
+    question<TAB>context."""
+    info = predictor.info
+    examples = [
+        QAExample(str(record.get("id", number)), record["question"], record["context"], (), ())
+        for number, record in enumerate(input_lines.records(lines, ["question", "context"]))
+    ]
+    features = make_features(
+        predictor.tokenizer,
+        examples,
+        max_seq_length=info["max_seq_length"],
+        doc_stride=info["doc_stride"],
+        max_query_length=info["max_query_length"],
+        is_training=False,
+    )
+    logits = predictor.logits({key: getattr(features, key) for key in ENCODER_INPUTS}, batch_size)
+    ranked = predictions(
+        examples,
+        features,
+        logits[..., 0],
+        logits[..., 1],
+        n_best_size=info["n_best_size"],
+        max_answer_length=info["max_answer_length"],
+        version_2=info["version_2"],
+        null_score_diff_threshold=info["null_score_diff_threshold"],
+    )
+    records = []
+    for example in examples:
+        answer, candidates = ranked[example.id]
+        probability = next((c.probability for c in candidates if c.text == answer), 0.0)
+        records.append({"id": example.id, "answer": answer, "probability": probability})
+    return records

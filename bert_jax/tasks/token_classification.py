@@ -1,11 +1,14 @@
 """Named-entity recognition: a label per word, predicted at the word's first sub-token."""
 
+import json
+
 import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
 from bert_jax import flops, scores
 from bert_jax.data import ner
+from bert_jax.model import BertConfig
 from bert_jax.model.task_models import BertForTokenClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
@@ -34,7 +37,12 @@ def eval_outputs(model, batch) -> dict:
     }
 
 
-def build(config: ConfigDict, workdir: str) -> Task:
+def model(bert: BertConfig, info: dict):
+    """The model builder: a label distribution per token."""
+    return lambda rngs: BertForTokenClassification(bert, len(info["labels"]), rngs=rngs)
+
+
+def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
@@ -74,11 +82,12 @@ def build(config: ConfigDict, workdir: str) -> Task:
         return scores.entity_f1(gold, predicted) | {"accuracy": correct / max(count, 1)}
 
     bert = start.model_config
+    info = {"kind": "ner", "labels": labels, "max_seq_length": data.max_seq_length}
     return Task(
         name="ner",
         tokenizer=start.tokenizer,
         model_config=bert,
-        build_model=lambda rngs: BertForTokenClassification(bert, len(labels), rngs=rngs),
+        build_model=model(bert, info),
         loss=loss,
         summarize=finetuning.summarize,
         train=train,
@@ -91,6 +100,30 @@ def build(config: ConfigDict, workdir: str) -> Task:
         + 6.0 * config.batch_size * data.max_seq_length * bert.hidden_size * len(labels),
         console_metric="accuracy",
         main_metric="f1",
-        info={"kind": "ner", "labels": labels, "max_seq_length": data.max_seq_length},
+        info=info,
         pretrained=start.pretrained,
     )
+
+
+def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
+    """{"words", "tags", "entities"} per line: JSON with "tokens", or text split at whitespace."""
+    labels = predictor.info["labels"]
+    sentences = []
+    for line in lines:
+        words = json.loads(line)["tokens"] if line.lstrip().startswith("{") else line.split()
+        sentences.append((words, [ner.OUTSIDE] * len(words)))
+    arrays = ner.encode_sentences(
+        predictor.tokenizer, sentences, {ner.OUTSIDE: 0}, predictor.info["max_seq_length"]
+    )
+    predictions = predictor.logits(arrays, batch_size).argmax(-1)
+    records = []
+    for (words, _), starts, predicted in zip(
+        sentences, arrays["word_starts"], predictions, strict=True
+    ):
+        tags = ner.decode_tags(len(words), starts, predicted, labels)
+        entities = [
+            {"type": kind, "start": start, "end": end, "text": " ".join(words[start:end])}
+            for kind, start, end in sorted(scores.entity_spans(tags), key=lambda e: e[1])
+        ]
+        records.append({"words": words, "tags": tags, "entities": entities})
+    return records

@@ -1,8 +1,14 @@
-"""The only module that speaks Orbax: latest-N and best-by-metric checkpoints, and restore.
+"""The one owner of a workdir's layout, and the only module that calls Orbax.
 
-A checkpoint holds everything needed to continue a run: the train state (params, optimizer state,
-step), the loop's progress (data position, pending metric sums) and the run's metadata (config and
-tokenizer). "Latest" and "best" are separate managers, so a worse eval never deletes the newest.
+    WORKDIR/checkpoints/<step>/{state,progress,meta}   the newest `max_checkpoints_to_keep`
+    WORKDIR/best/<step>/{state,progress,meta}          the best by `best_metric`
+    WEIGHTS_DIR/params/                                a params dict alone (convert's directories)
+
+A checkpoint holds everything needed to continue a run: the train state (params, optimizer
+state, micro-batch count), the loop's progress (data position, pending metric sums) and the run's
+metadata (config, model architecture, tokenizer, what `predict` needs). "Latest" and "best" are
+separate managers, so a worse eval never deletes the newest. Readers that need only the weights
+(predict, convert, init_from) read the params alone, as NumPy arrays, whatever mesh wrote them.
 """
 
 import dataclasses
@@ -10,13 +16,27 @@ import json
 import os
 from typing import Any
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
+from ml_collections import ConfigDict
 
 from bert_jax.data.any_tokenizer import tokenizer_to_meta
 from bert_jax.errors import UserError
+from bert_jax.model import BertConfig
+from bert_jax.model.config import from_run_config
 
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"
+PARAMS_DIR = "params"
 ITEMS = ("state", "progress", "meta")
+
+
+def _absolute(path: str) -> str:
+    """Orbax wants absolute paths; a remote one (gs://...) already is."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def _manager(directory: str, name: str, **options) -> ocp.CheckpointManager:
@@ -29,9 +49,7 @@ def _manager(directory: str, name: str, **options) -> ocp.CheckpointManager:
         multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name),
         **options,
     )
-    # Orbax wants absolute paths; a remote one (gs://...) already is.
-    directory = directory if "://" in directory else os.path.abspath(directory)
-    return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
+    return ocp.CheckpointManager(_absolute(directory), options=options, item_names=ITEMS)
 
 
 def encode_meta(config_json: str, tokenizer, model_config, task_info: dict) -> dict[str, str]:
@@ -51,10 +69,10 @@ class Checkpoints:
     def __init__(self, workdir: str, *, max_to_keep: int, best_metric: str, best_mode: str):
         self.best_metric = best_metric
         self.latest = _manager(
-            os.path.join(workdir, "checkpoints"), "latest", max_to_keep=max_to_keep
+            os.path.join(workdir, CHECKPOINTS_DIR), "latest", max_to_keep=max_to_keep
         )
         self.best = _manager(
-            os.path.join(workdir, "best"),
+            os.path.join(workdir, BEST_DIR),
             "best",
             max_to_keep=1,
             best_fn=lambda metrics: metrics[best_metric],
@@ -158,3 +176,98 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[prefix + key] = value
     return flat
+
+
+# Reading a workdir for its weights (predict, convert, init_from).
+
+
+def is_workdir(directory: str) -> bool:
+    """Whether `directory` looks like a training workdir."""
+    return epath.Path(directory, CHECKPOINTS_DIR).is_dir()
+
+
+def _steps(root: str) -> list[int]:
+    """The finalised checkpoint steps under `root`, oldest first (temporary saves have suffixes)."""
+    root = epath.Path(root)  # local or remote (gs://...)
+    names = [child.name for child in root.iterdir()] if root.is_dir() else []
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def newest_step_dir(workdir: str, which: str = CHECKPOINTS_DIR) -> str:
+    """The newest checkpoint directory of `which` (`checkpoints` or `best`)."""
+    root = os.path.join(workdir, which)
+    steps = _steps(root)
+    if not steps:
+        raise UserError(f"{root} holds no checkpoint; train first or point at another workdir.")
+    return _absolute(os.path.join(root, str(steps[-1])))
+
+
+def read_meta(step_dir: str) -> dict:
+    """The run metadata of one checkpoint directory."""
+    return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(os.path.join(step_dir, "meta"))
+
+
+def latest_meta(workdir: str) -> dict | None:
+    """The metadata of the workdir's newest readable checkpoint, None before the first one."""
+    for step in reversed(_steps(os.path.join(workdir, CHECKPOINTS_DIR))):
+        try:
+            return read_meta(os.path.join(workdir, CHECKPOINTS_DIR, str(step)))
+        except Exception as error:  # noqa: BLE001 - an unreadable newest: fall back to older
+            logging.warning("Checkpoint at step %d has no readable meta, skipped: %s", step, error)
+    return None
+
+
+def _read_numpy_params(path: str, subtree: str | None) -> dict:
+    """The params (of the train state at `path`, or the params tree itself) as NumPy arrays.
+
+    Only the params are read, never the optimizer state, and as host arrays, so a checkpoint
+    written on any mesh reads on any number of devices."""
+    checkpointer = ocp.PyTreeCheckpointer()
+    metadata = checkpointer.metadata(path).item_metadata
+    tree = metadata[subtree] if subtree else metadata
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    if subtree:
+        args = ocp.args.PyTreeRestore(
+            item={subtree: tree}, restore_args={subtree: as_numpy}, partial_restore=True
+        )
+        return checkpointer.restore(path, args=args)[subtree]
+    return checkpointer.restore(path, args=ocp.args.PyTreeRestore(item=tree, restore_args=as_numpy))
+
+
+def read_checkpoint(step_dir: str) -> tuple[dict, dict]:
+    """(meta, params as NumPy arrays) of one checkpoint directory."""
+    return read_meta(step_dir), _read_numpy_params(os.path.join(step_dir, "state"), "params")
+
+
+def model_config_of(meta: dict, params: dict) -> BertConfig:
+    """The architecture a checkpoint was trained with, as its run built it."""
+    if "model" in meta:
+        return BertConfig(**json.loads(meta["model"]))
+    vocab_size = params["bert"]["embeddings"]["word"]["embedding"].shape[0]
+    try:
+        return from_run_config(ConfigDict(json.loads(meta["config"])), vocab_size)
+    except (AttributeError, KeyError) as error:
+        raise UserError(
+            f"The checkpoint's run config lacks {error}; it was written by another version of "
+            "bert_jax."
+        ) from None
+
+
+# A weights directory's params (convert's format).
+
+
+def save_params(directory: str, params: dict) -> None:
+    """Writes `params` (a nested dict of arrays) as `directory/params`."""
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(_absolute(os.path.join(directory, PARAMS_DIR)), params)
+    checkpointer.wait_until_finished()
+
+
+def has_params(directory: str) -> bool:
+    """Whether `directory` holds a params tree written by `save_params`."""
+    return os.path.isdir(os.path.join(directory, PARAMS_DIR))
+
+
+def load_params(directory: str) -> dict:
+    """The params written by `save_params`, as NumPy arrays."""
+    return _read_numpy_params(_absolute(os.path.join(directory, PARAMS_DIR)), None)
