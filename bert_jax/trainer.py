@@ -161,9 +161,11 @@ class _Loop:
 
     def throughput(self, step: int) -> dict[str, float]:
         steps_per_sec = self.progress.steps_per_sec(step)
+        accum = self.config.optimizer.grad_accum_steps
         tokens_per_sec = steps_per_sec * self.tokens_per_step
         devices = jax.device_count()
         return {
+            "examples_per_sec": steps_per_sec * self.config.batch_size * accum,
             "tokens_per_sec": tokens_per_sec,
             "tokens_per_sec_per_device": tokens_per_sec / devices,
             "mfu": steps_per_sec * self.flops_per_step / (devices * self.peak_flops),
