@@ -6,6 +6,7 @@ Follows `create_instances_from_document` of google-research/bert (NSP) and its A
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,6 +17,7 @@ SENTENCE_TASKS = ("nsp", "sop", "none")
 
 Segment = list[int]
 TokenDocument = list[Segment]  # a document's sentences, each a list of token ids
+Pair = tuple[Segment, Segment, int]  # A, B (empty without a sentence task), label
 
 
 def check_sentence_task(sentence_task: str) -> None:
@@ -58,14 +60,36 @@ def create_pair_examples(
     cls_id: int,
     sep_id: int,
     pad_id: int,
-    seed: int,
+    seed: int | Sequence[int],
     dupe_factor: int = 1,
 ) -> PairExamples:
-    """All pairs of `dupe_factor` passes over the shuffled documents, themselves shuffled.
+    """The pairs of `create_pairs` as padded arrays."""
+    pairs = create_pairs(
+        token_docs,
+        max_seq_length=max_seq_length,
+        short_seq_prob=short_seq_prob,
+        sentence_task=sentence_task,
+        seed=seed,
+        dupe_factor=dupe_factor,
+    )
+    return _to_arrays(pairs, max_seq_length, cls_id, sep_id, pad_id)
+
+
+def create_pairs(
+    token_docs: list[TokenDocument],
+    *,
+    max_seq_length: int,
+    short_seq_prob: float,
+    sentence_task: str,
+    seed: int | Sequence[int],
+    dupe_factor: int = 1,
+) -> list[Pair]:
+    """All (A, B, label) pairs of `dupe_factor` passes over the shuffled documents, shuffled.
 
     NSP: B is the text after A, or (label 1) text from another document, always so when the
     chunk holds one sentence. SOP: A and B are consecutive and swapped with label 1; a chunk of
-    one sentence is split inside it, and dropped if it is a single token. "none": A alone.
+    one sentence is split inside it, and dropped if it is a single token. "none": A alone, B
+    empty. A and B leave room for `[CLS] A [SEP] B [SEP]` in `max_seq_length` tokens.
     """
     check_sentence_task(sentence_task)
     if max_seq_length < 5:
@@ -82,7 +106,7 @@ def create_pair_examples(
                 docs, index, max_seq_length, short_seq_prob, sentence_task, rng
             )
     order = rng.permutation(len(pairs))
-    return _to_arrays([pairs[i] for i in order], max_seq_length, cls_id, sep_id, pad_id)
+    return [pairs[i] for i in order]
 
 
 def _document_pairs(
@@ -189,7 +213,9 @@ def _to_arrays(
     return PairExamples(input_ids, token_type_ids, labels, pad_id)
 
 
-def split_documents(docs: list, eval_fraction: float, seed: int) -> tuple[list, list]:
+def split_documents(
+    docs: list, eval_fraction: float, seed: int | Sequence[int]
+) -> tuple[list, list]:
     """A seeded (train, eval) split of whole documents, so no eval text is seen in training.
 
     Any positive fraction holds out at least one document and leaves at least one for training;
