@@ -37,7 +37,7 @@ class EpochBatches(Iterator[Batch]):
         shuffle: bool = True,
         more_data: str = "use a larger data.corpus",
     ):
-        _check_batch_size("batch_size", global_batch_size, process_count, num_examples, more_data)
+        check_batch_size("batch_size", global_batch_size, process_count, num_examples, more_data)
         self._num_examples = num_examples
         self._make_batch = make_batch
         self._batch_size = global_batch_size
@@ -140,7 +140,7 @@ def fixed_batches(
 
     The remainder that does not fill a batch is dropped, so every eval batch has the same shape.
     """
-    _check_batch_size(
+    check_batch_size(
         "data.eval_batch_size", batch_size, process_count, len(examples), "raise data.eval_fraction"
     )
     batches = pretraining_batches(
@@ -159,7 +159,7 @@ def fixed_batches(
     ]
 
 
-def _check_batch_size(
+def check_batch_size(
     key: str, batch_size: int, process_count: int, num_examples: int, more_data: str
 ) -> None:
     """Rejects a batch size that processes cannot share or that the examples cannot fill."""

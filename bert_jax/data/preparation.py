@@ -33,12 +33,13 @@ def example_settings(config: ConfigDict, layout: CorpusLayout, num_shards: int |
     """Every setting that shapes the prepared examples, JSON-safe: the manifest's `settings`."""
     data = config.data
     shards = num_shards or data.num_shards or default_num_shards(layout)
+    tfds = layout.spec.startswith("tfds:")
     return {
         "format_version": FORMAT_VERSION,
         "corpus": data.corpus,
         "corpus_size": layout.size,
         "corpus_unit": layout.unit,
-        "tfds": [data.data_dir, data.split, data.text_key] if layout.unit == "documents" else None,
+        "tfds": [data.data_dir, data.split, data.text_key] if tfds else None,
         "num_shards": shards,
         "seed": config.seed,
         "sentence_task": config.sentence_task,
