@@ -10,13 +10,14 @@ import dataclasses
 import functools
 import math
 
+import numpy as np
 from ml_collections import ConfigDict
 
 from bert_jax.data.any_tokenizer import AnyTokenizer, tokenizer_from_meta, tokenizer_to_meta
 from bert_jax.data.corpus import Document
 from bert_jax.data.corpus_slices import CorpusLayout, slice_bounds, slice_documents
 from bert_jax.data.pair_records import encode_pair, record_dtype
-from bert_jax.data.sentence_pairs import create_pairs, split_documents
+from bert_jax.data.sentence_pairs import create_pairs
 from bert_jax.data.tokenizer_choice import tokenizer_settings
 
 FORMAT_VERSION = 1
@@ -108,7 +109,10 @@ def prepare_shard(plan: Plan, shard: int) -> ShardRecords:
         plan.layout, *slice_bounds(plan.layout.size, shard, plan.num_shards)
     )
     train_docs, eval_docs = held_out_split(
-        documents, settings["eval_fraction"], [settings["seed"], shard, _EVAL_SPLIT]
+        documents,
+        settings["eval_fraction"],
+        [settings["seed"], shard, _EVAL_SPLIT],
+        at_least_one=plan.num_shards == 1,
     )
     tokenizer = plan.tokenizer()
     dtype = record_dtype(tokenizer.vocab_size)
@@ -134,12 +138,19 @@ def prepare_shard(plan: Plan, shard: int) -> ShardRecords:
 
 
 def held_out_split(
-    documents: list[Document], eval_fraction: float, seed: list[int]
+    documents: list[Document], eval_fraction: float, seed: list[int], at_least_one: bool
 ) -> tuple[list[Document], list[Document]]:
-    """`split_documents` within a shard; a shard of one document keeps it for training."""
-    if len(documents) < 2:
-        return documents, []
-    return split_documents(documents, eval_fraction, seed)
+    """(train, eval) documents of a shard: `eval_fraction` of them held out whole, the count
+    rounded at random so that many small shards hold out that fraction on average; the only
+    shard of a corpus holds out at least one (and every shard keeps one for training)."""
+    rng = np.random.default_rng(seed)
+    count = int(eval_fraction * len(documents) + rng.random())
+    count = min(max(count, int(at_least_one)), len(documents) - 1)
+    held_out = set(rng.permutation(len(documents))[: max(count, 0)].tolist())
+    return (
+        [doc for i, doc in enumerate(documents) if i not in held_out],
+        [doc for i, doc in enumerate(documents) if i in held_out],
+    )
 
 
 def tokenize_documents(tokenizer: AnyTokenizer, documents: list[Document]) -> list[list[list[int]]]:
