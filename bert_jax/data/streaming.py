@@ -8,6 +8,9 @@ the position saved in checkpoints stays two integers.
 """
 
 import atexit
+import os
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -145,9 +148,23 @@ class StreamedBatches(Iterator[Batch]):
             dataset = dataset.mp_prefetch(
                 grain.MultiprocessingOptions(
                     num_workers=self._num_workers, per_worker_buffer_size=max(self._prefetch, 1)
-                )
+                ),
+                worker_init_fn=_exit_with_parent,
             )
         return dataset
+
+
+def _exit_with_parent(worker_index: int, worker_count: int) -> None:
+    """In a Grain worker: exit once the training process is gone (SIGKILL gives it no chance to
+    stop its workers, which would otherwise wait forever on a full queue)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def eval_batches(
