@@ -26,6 +26,7 @@ from bert_jax.errors import UserError
 
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
 _ENDLESS = 1 << 40  # batches a Grain range spans: far beyond any run
+_NO_SHARED_MEMORY = 1 << 40  # arrays below this many bytes are pickled between processes
 
 
 def masked_rows(
@@ -143,6 +144,11 @@ class StreamedBatches(Iterator[Batch]):
         threads = 1 if self._prefetch else 0
         dataset = dataset.to_iter_dataset(
             grain.ReadOptions(num_threads=threads, prefetch_buffer_size=self._prefetch)
+        )
+        # Batches (tens of kB) travel pickled, not in shared memory: a run stopped by an error
+        # then leaves no shared-memory blocks behind for the resource tracker to complain about.
+        dataset = grain.experimental.WithOptionsIterDataset(
+            dataset, grain.experimental.DatasetOptions(min_shm_size=_NO_SHARED_MEMORY)
         )
         if self._num_workers:
             dataset = dataset.mp_prefetch(
