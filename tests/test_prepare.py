@@ -22,22 +22,15 @@ from bert_jax.data.prepared_records import PreparedRecords
 from bert_jax.data.sentence_pairs import create_pair_examples
 from bert_jax.data.tokenizer_choice import load_saved_tokenizer
 from bert_jax.errors import UserError
-from conftest import CONFIG, REPO, snapshot
+from conftest import CONFIG, REPO, load_pretrain_config, snapshot
 
 PREPARE = [sys.executable, "-m", "bert_jax.prepare", f"--config={CONFIG}"]
 SMALL = {"data.vocab_size": 300, "data.max_seq_length": 32, "data.dupe_factor": 1}
 
 
 def pretrain_config(**overrides):
-    """configs/pretrain.py with `overrides` ({"data.corpus": ...}), as the commands build it."""
-    spec = importlib.util.spec_from_file_location("pretrain_config", CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in (SMALL | overrides).items():
-        section, _, name = key.rpartition(".")
-        (config[section] if section else config)[name] = value
-    return config
+    """configs/pretrain.py with small settings and `overrides` ({"data.corpus": ...})."""
+    return load_pretrain_config(**(SMALL | overrides))
 
 
 def prepare_command(output: str, corpus: str, *flags: str) -> list[str]:

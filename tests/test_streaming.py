@@ -4,25 +4,28 @@ number of Grain workers or processes, and each process reads only the records of
 import jax
 import numpy as np
 import pytest
-from test_prepare import pretrain_config
 
 from bert_jax.data.epoch_order import EpochOrder
 from bert_jax.data.pipeline import build_pretraining_data
 from bert_jax.data.prepare_runners import prepare_directory
 from bert_jax.data.streaming import StreamedBatches
+from conftest import load_pretrain_config
+
+SMALL = {"data.vocab_size": 300, "data.max_seq_length": 32, "data.dupe_factor": 1}
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> str:
     """The default corpus in 3 shards (sequences of 32 tokens)."""
     directory = str(tmp_path_factory.mktemp("streaming") / "prepared")
-    prepare_directory(pretrain_config(**{"data.corpus": "default"}), directory, num_shards=3)
+    config = load_pretrain_config(**(SMALL | {"data.corpus": "default"}))
+    prepare_directory(config, directory, num_shards=3)
     return directory
 
 
 def stream(directory: str, tmp_path, **overrides) -> StreamedBatches:
     settings = {"data.corpus": f"prepared:{directory}", "batch_size": 16, "data.prefetch": 0}
-    config = pretrain_config(**(settings | overrides))
+    config = load_pretrain_config(**(SMALL | settings | overrides))
     return build_pretraining_data(config, str(tmp_path / "unused")).train
 
 
