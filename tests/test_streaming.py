@@ -57,8 +57,8 @@ def test_two_processes_read_only_their_rows_and_together_make_the_batch(
         for key in batch:
             assert np.array_equal(np.concatenate([first[key], second[key]]), batch[key]), key
     for half in halves:  # 5 batches of 8 of the 16 rows each, nothing else
-        assert half._make.records.records_read == 5 * 8
-    assert whole._make.records.records_read == 5 * 16
+        assert half.records_read == 5 * 8
+    assert whole.records_read == 5 * 16
 
 
 def test_batches_do_not_depend_on_the_workers_and_resume_from_two_integers(prepared, tmp_path):

@@ -1,6 +1,7 @@
 """Counter-based random numbers: every value is a hash of (key, counter), so a row of a batch gets
 the same numbers whichever batch, process or worker computes it. Vectorised NumPy (splitmix64)."""
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +29,14 @@ def derive_key(*parts: int | np.ndarray) -> np.ndarray:
     return key
 
 
+@functools.lru_cache(maxsize=64)
+def _counters(draw: int, columns: int) -> np.ndarray:
+    """The per-column counters of a row's `draw`-th draw (the same for every batch)."""
+    counters = derive_key(draw, np.arange(columns, dtype=np.uint64))
+    counters.flags.writeable = False
+    return counters
+
+
 class RowRandom:
     """The subset of `np.random.Generator` that `mask_tokens` uses, with one key per row: row r of
     every draw depends only on `keys[r]`, the draw's number and the column."""
@@ -41,8 +50,7 @@ class RowRandom:
         if rows != len(self._keys):
             raise ValueError(f"{rows} rows drawn with {len(self._keys)} row keys")
         self._draws += 1
-        counter = derive_key(self._draws, np.arange(columns, dtype=np.uint64))[None, :]
-        return mix64(self._keys ^ counter)
+        return mix64(self._keys ^ _counters(self._draws, columns)[None, :])
 
     def random(self, shape: Sequence[int]) -> np.ndarray:
         """Floats in [0, 1), 53 random bits each."""

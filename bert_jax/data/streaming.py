@@ -57,7 +57,9 @@ class _LocalBatch:
     def __call__(self, number: int) -> Batch:
         epoch, batch = divmod(int(number), self.per_epoch)
         positions = batch * self.batch_size + np.arange(self.rows.start, self.rows.stop)
-        indices = EpochOrder(len(self.records), self.seed, epoch)(positions)
+        if getattr(self, "_order_epoch", None) != epoch:  # one order object per epoch
+            self._order, self._order_epoch = EpochOrder(len(self.records), self.seed, epoch), epoch
+        indices = self._order(positions)
         keys = derive_key(self.seed, _TRAIN_STREAM, epoch, positions)
         return masked_rows(self.records, indices, keys, self.layout, self.masking)
 
@@ -96,6 +98,11 @@ class StreamedBatches(Iterator[Batch]):
     @property
     def batches_per_epoch(self) -> int:
         return self._batches_per_epoch
+
+    @property
+    def records_read(self) -> int:
+        """Records read in this process so far (Grain workers count their own reads)."""
+        return self._make.records.records_read
 
     def get_state(self) -> dict[str, int]:
         """The position of the next batch, JSON-serialisable, for checkpoints."""
