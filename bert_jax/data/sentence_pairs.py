@@ -5,6 +5,7 @@ Follows `create_instances_from_document` of google-research/bert (NSP) and its A
 """
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -122,10 +123,11 @@ def _document_pairs(
     target = max_tokens
     if rng.random() < short_seq_prob:  # once per document, as in BERT
         target = int(rng.integers(2, max_tokens + 1))
-    doc, pairs, chunk, i = docs[index], [], [], 0
+    doc, pairs, chunk, chunk_tokens, i = docs[index], [], [], 0, 0
     while i < len(doc):
         chunk.append(doc[i])
-        if i == len(doc) - 1 or sum(map(len, chunk)) >= target:
+        chunk_tokens += len(doc[i])
+        if i == len(doc) - 1 or chunk_tokens >= target:
             if task == "none":
                 pair = (_concat(chunk), [], 0)
             elif task == "nsp":
@@ -137,7 +139,7 @@ def _document_pairs(
                 a, b, label = pair
                 _truncate_pair(a, b, max_tokens, rng)
                 pairs.append((a, b, label))
-            chunk = []
+            chunk, chunk_tokens = [], 0
         i += 1
     return pairs
 
@@ -184,14 +186,25 @@ def _sop_pair(
 
 def _concat(segments: list[Segment]) -> Segment:
     """One list of the segments' tokens, in order."""
-    return [token for segment in segments for token in segment]
+    return list(itertools.chain.from_iterable(segments))
 
 
 def _truncate_pair(a: Segment, b: Segment, max_tokens: int, rng: np.random.Generator) -> None:
-    """Trims the longer segment, one token at a time from a random end, to fit `max_tokens`."""
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
-        del longer[0 if rng.random() < 0.5 else -1]
+    """Trims the longer segment, one token at a time from a random end, to fit `max_tokens`.
+
+    The draws are taken at once (the same numbers as one `rng.random()` per token) and only the
+    ends move until the final slice, so a long overflow costs no repeated list deletions.
+    """
+    excess = len(a) + len(b) - max_tokens
+    if excess <= 0:
+        return
+    a_start, a_end, b_start, b_end = 0, len(a), 0, len(b)
+    for draw in rng.random(excess).tolist():
+        if a_end - a_start > b_end - b_start:
+            a_start, a_end = (a_start + 1, a_end) if draw < 0.5 else (a_start, a_end - 1)
+        else:
+            b_start, b_end = (b_start + 1, b_end) if draw < 0.5 else (b_start, b_end - 1)
+    a[:], b[:] = a[a_start:a_end], b[b_start:b_end]
 
 
 def _to_arrays(
