@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 
+from bert_jax.data.preparation import FORMAT_VERSION
 from bert_jax.data.shard_files import write_bytes_atomically
 from bert_jax.errors import UserError
 
@@ -132,8 +133,6 @@ def read_manifest(directory: str) -> Manifest:
         ) from None
     content = read_json(path)
     version = content.get("settings", {}).get("format_version")
-    from bert_jax.data.preparation import FORMAT_VERSION
-
     if version != FORMAT_VERSION:
         raise UserError(
             f"{path} has format version {version}, not {FORMAT_VERSION}; prepare the corpus "

@@ -15,6 +15,7 @@ from bert_jax.data.any_tokenizer import AnyTokenizer
 from bert_jax.data.corpus import Document
 from bert_jax.data.corpus_slices import CorpusLayout, slice_bounds, slice_documents
 from bert_jax.data.sentencepiece import SentencePiece
+from bert_jax.data.shard_files import write_bytes_atomically
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 
@@ -84,8 +85,6 @@ def corpus_sample(layout: CorpusLayout, sentences: int, seed: int) -> list[Docum
 
 def save_tokenizer(tokenizer: AnyTokenizer, directory: str) -> str:
     """Writes the tokenizer into the prepared directory; returns its file name."""
-    from bert_jax.data.shard_files import write_bytes_atomically
-
     if isinstance(tokenizer, SentencePiece):
         write_bytes_atomically(os.path.join(directory, SENTENCEPIECE_FILE), tokenizer.to_bytes())
         return SENTENCEPIECE_FILE
