@@ -1,20 +1,18 @@
-"""Batches: an endless, seeded, resumable epoch iterator, masked pretraining batches on it, and
-fixed eval sets (masked once for pretraining, padded to full batches for fine-tuning).
+"""Fine-tuning batches: an endless, seeded, resumable epoch iterator over in-memory feature arrays
+(plain, length-bucketed or packed), and eval sets padded to full batches. (Pretraining streams
+prepared shards: `streaming.py`.)
 
 Every random choice is a function of (seed, epoch, batch), so the iterator's whole state is two
 integers and a restored run sees exactly the batches it would have seen. Batch contents do not
-depend on the number of processes: each process masks the global batch and keeps its own rows.
+depend on the number of processes: each process builds the global batch and keeps its own rows.
 """
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 import numpy as np
 
 from bert_jax.data.bucketing import pad_rows, row_bucket, trim_to_bucket
-from bert_jax.data.masking import mask_tokens
 from bert_jax.data.packing import pack_examples
-from bert_jax.data.sentence_pairs import PairExamples
 from bert_jax.errors import UserError
 
 Batch = dict[str, np.ndarray]
@@ -94,77 +92,6 @@ class EpochBatches(Iterator[Batch]):
         if not self._shuffle:
             return np.arange(self._num_examples)
         return np.random.default_rng([self._seed, self._epoch]).permutation(self._num_examples)
-
-
-def pretraining_batches(
-    examples: PairExamples,
-    *,
-    global_batch_size: int,
-    seed: int,
-    masking: Mapping[str, Any],
-    process_index: int = 0,
-    process_count: int = 1,
-    shuffle: bool = True,
-) -> EpochBatches:
-    """Sentence pairs dynamically masked per batch; `masking` holds `mask_tokens`'s options."""
-    masking = dict(masking)
-    return EpochBatches(
-        len(examples),
-        lambda rows, rng: _masked_batch(examples, rows, rng, masking),
-        global_batch_size=global_batch_size,
-        seed=seed,
-        process_index=process_index,
-        process_count=process_count,
-        shuffle=shuffle,
-    )
-
-
-def _masked_batch(
-    examples: PairExamples, rows: np.ndarray, rng: np.random.Generator, masking: Mapping[str, Any]
-) -> Batch:
-    """Masks the given examples together."""
-    input_ids = examples.input_ids[rows]
-    batch = {
-        "token_type_ids": examples.token_type_ids[rows],
-        "attention_mask": (input_ids != examples.pad_id).astype(np.int32),
-        "next_sentence_labels": examples.next_sentence_labels[rows],
-        **mask_tokens(input_ids, rng=rng, **masking),
-    }
-    return batch
-
-
-def fixed_batches(
-    examples: PairExamples,
-    *,
-    batch_size: int,
-    seed: int,
-    masking: Mapping[str, Any],
-    num_batches: int | None = None,
-    process_index: int = 0,
-    process_count: int = 1,
-) -> list[Batch]:
-    """The eval set: the first `num_batches` (default all) full batches, in order, masked once.
-
-    The remainder that does not fill a batch is dropped, so every eval batch has the same shape.
-    """
-    check_batch_size(
-        "data.eval_batch_size", batch_size, process_count, num_examples=len(examples),
-        more_data="raise data.eval_fraction",
-    )  # fmt: skip
-    batches = pretraining_batches(
-        examples,
-        global_batch_size=batch_size,
-        seed=seed,
-        masking=masking,
-        process_index=process_index,
-        process_count=process_count,
-        shuffle=False,
-    )
-    available = len(examples) // batch_size
-    return [
-        next(batches)
-        for _ in range(available if num_batches is None else min(available, num_batches))
-    ]
 
 
 def check_batch_size(

@@ -82,7 +82,7 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForSequenceClassification(bert, num_labels, rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     layout = glue.table_task(config)
     finetuning.require_data(config)

@@ -55,7 +55,7 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForQuestionAnswering(bert, rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)

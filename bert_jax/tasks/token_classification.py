@@ -42,7 +42,7 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForTokenClassification(bert, len(info["labels"]), rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
