@@ -16,6 +16,10 @@ def get_config() -> config_dict.ConfigDict:
     c.warmup_steps = 40
     c.learning_rate = 2e-3
     c.sentence_task = "nsp"  # "nsp", "sop" or "none"; shared by the data and the model
+    # Continue pretraining from these weights (a workdir, a converted weights directory, a
+    # Hugging Face or Google BERT directory): their architecture and vocabulary, fresh optimizer
+    # state. Unset: pretrain from scratch with config.model.
+    c.init_from = config_dict.placeholder(str)
 
     c.log_every_steps = 20
     c.eval_every_steps = 100

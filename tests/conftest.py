@@ -64,10 +64,10 @@ def shrink_run_model(model_section) -> None:
     model_section.intermediate_size = 64
 
 
-def main_command(workdir: str, **overrides) -> list[str]:
+def main_command(workdir: str, config: str = CONFIG, **overrides) -> list[str]:
     settings = TINY | overrides
     flags = [f"--config.{key}={value}" for key, value in settings.items()]
-    command = [sys.executable, "-m", "bert_jax.main", f"--config={CONFIG}", f"--workdir={workdir}"]
+    command = [sys.executable, "-m", "bert_jax.main", f"--config={config}", f"--workdir={workdir}"]
     return command + flags
 
 
@@ -83,9 +83,11 @@ def load_pretrain_config(**overrides):
     return config
 
 
-def run_main(workdir: str, env: dict | None = None, **overrides) -> subprocess.CompletedProcess:
+def run_main(
+    workdir: str, env: dict | None = None, config: str = CONFIG, **overrides
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        main_command(workdir, **overrides),
+        main_command(workdir, config, **overrides),
         cwd=REPO,
         env=os.environ | (env or {}),
         capture_output=True,

@@ -14,6 +14,7 @@ from bert_jax.model import BertConfig, BertForPreTraining
 from bert_jax.model.config import from_run_config
 from bert_jax.model.inputs import ENCODER_INPUTS, MLM_INPUTS
 from bert_jax.tasks.base import Task
+from bert_jax.tasks.starting_point import pretraining_start, with_run_settings
 
 
 def model(bert: BertConfig, info: dict):
@@ -71,8 +72,16 @@ def summarize(sums: dict[str, float], num_steps: int, sentence_task: str) -> dic
 
 
 def build(config: ConfigDict, workdir: str) -> Task:
+    """Pretraining from scratch, or continued from `init_from` (its weights and vocabulary,
+    fresh optimizer state; a resume continues from the workdir's checkpoints as usual)."""
+    pretrained = None
+    if config.init_from:
+        config, pretrained = pretraining_start(config)
     data = build_pretraining_data(config, workdir)
-    bert = from_run_config(config, data.tokenizer.vocab_size)
+    if pretrained is None:
+        bert = from_run_config(config, data.tokenizer.vocab_size)
+    else:
+        bert = with_run_settings(pretrained.config, config)
     sentence_task = config.sentence_task
 
     def evaluate(outputs: list[dict]) -> dict:
@@ -105,4 +114,5 @@ def build(config: ConfigDict, workdir: str) -> Task:
         main_metric="mlm_loss",
         info=info,
         data_fingerprint=data.data_fingerprint,
+        pretrained=pretrained,
     )

@@ -1,18 +1,25 @@
-"""A fine-tuning run's tokenizer, architecture and starting weights, from `init_from` or not."""
+"""A run's tokenizer, architecture and starting weights, from `init_from` or not: fine-tuning
+(`starting_point`) and continued pretraining (`pretraining_start`)."""
 
 import dataclasses
+import json
 import os
 
 from ml_collections import ConfigDict
 
 from bert_jax.convert import Pretrained
+from bert_jax.convert.config_json import read_json
 from bert_jax.convert.load import load_weights
+from bert_jax.convert.tokenizer_files import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_FILE
 from bert_jax.data.any_tokenizer import AnyTokenizer
+from bert_jax.data.manifest import read_manifest
+from bert_jax.data.pipeline import PREPARED, local_prepared_directory
 from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.config import from_run_config
+from bert_jax.workdir import is_workdir, latest_meta
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,25 +35,85 @@ def starting_point(config: ConfigDict) -> StartingPoint:
     data = config.data
     if config.init_from:
         pretrained = load_weights(config.init_from, do_lower_case=data.do_lower_case)
-        bert = dataclasses.replace(
-            pretrained.config,
-            hidden_dropout=config.model.hidden_dropout,
-            attention_dropout=config.model.attention_dropout,
-            remat=config.model.remat,
-            remat_policy=config.model.remat_policy,
-            scan_layers=config.model.scan_layers,
-            dtype=config.dtype,
-        )
-        tokenizer = pretrained.tokenizer
+        bert, tokenizer = with_run_settings(pretrained.config, config), pretrained.tokenizer
     else:
         tokenizer, pretrained = _tokenizer(data.tokenizer, data.do_lower_case), None
         bert = from_run_config(config, tokenizer.vocab_size)
-    if data.max_seq_length > bert.max_position_embeddings:
+    _check_positions(config, bert)
+    return StartingPoint(tokenizer, bert, pretrained)
+
+
+def with_run_settings(weights_config: BertConfig, config: ConfigDict) -> BertConfig:
+    """The weights' architecture with this run's dropout, dtype, remat and layer scan."""
+    return dataclasses.replace(
+        weights_config,
+        hidden_dropout=config.model.hidden_dropout,
+        attention_dropout=config.model.attention_dropout,
+        remat=config.model.remat,
+        remat_policy=config.model.remat_policy,
+        scan_layers=config.model.scan_layers,
+        dtype=config.dtype,
+    )
+
+
+def _check_positions(config: ConfigDict, bert: BertConfig) -> None:
+    if config.data.max_seq_length > bert.max_position_embeddings:
         raise UserError(
-            f"data.max_seq_length={data.max_seq_length} exceeds the model's "
+            f"data.max_seq_length={config.data.max_seq_length} exceeds the model's "
             f"{bert.max_position_embeddings} positions; lower data.max_seq_length."
         )
-    return StartingPoint(tokenizer, bert, pretrained)
+
+
+def pretraining_start(config: ConfigDict) -> tuple[ConfigDict, Pretrained]:
+    """Continued pretraining from `init_from`: its weights, and the run config with
+    `data.tokenizer` set to the file of the weights' own tokenizer (unless given), so the corpus
+    is prepared with the vocabulary the weights embed."""
+    pretrained = load_weights(config.init_from, do_lower_case=config.data.do_lower_case)
+    config = config.copy_and_resolve_references()
+    if not config.data.tokenizer:
+        path, do_lower_case = tokenizer_file(config.init_from)
+        config.data.tokenizer = path
+        if config.data.do_lower_case is None and do_lower_case is not None:
+            config.data.do_lower_case = do_lower_case
+    given = _tokenizer(config.data.tokenizer, config.data.do_lower_case)
+    if given.vocab_size != pretrained.config.vocab_size:
+        raise UserError(
+            f"data.tokenizer={config.data.tokenizer!r} has {given.vocab_size} pieces but "
+            f"init_from={config.init_from!r} embeds {pretrained.config.vocab_size}; unset "
+            "data.tokenizer to use the weights' own vocabulary."
+        )
+    _check_positions(config, pretrained.config)
+    return config, pretrained
+
+
+def tokenizer_file(source: str) -> tuple[str, bool | None]:
+    """(path, do_lower_case) of the tokenizer file of a weights source: the `vocab.txt` or
+    `tokenizer.model` of a weights directory, or the prepared corpus a workdir trained on."""
+    if is_workdir(source):
+        meta = latest_meta(source)
+        if meta is None:
+            raise UserError(f"init_from={source!r} holds no readable checkpoint; train it first.")
+        corpus = json.loads(meta["config"])["data"].get("corpus", "")
+        prepared = (
+            corpus.removeprefix(PREPARED) if corpus.startswith(PREPARED)
+            else local_prepared_directory(source)
+        )  # fmt: skip
+        tokenizer = read_manifest(prepared).tokenizer
+        return os.path.join(prepared, tokenizer["file"]), tokenizer.get("do_lower_case")
+    for name in (VOCAB_FILE, TOKENIZER_FILE):
+        path = os.path.join(source, name)
+        if os.path.exists(path):
+            options_path = os.path.join(source, TOKENIZER_CONFIG_FILE)
+            lower = (
+                read_json(options_path).get("do_lower_case")
+                if os.path.exists(options_path)
+                else None
+            )
+            return path, lower if name == VOCAB_FILE else None
+    raise UserError(
+        f"init_from={source!r} holds no {VOCAB_FILE} or {TOKENIZER_FILE}; add the vocabulary "
+        "the weights were trained with, or set data.tokenizer."
+    )
 
 
 def _tokenizer(path: str | None, do_lower_case: bool | None) -> AnyTokenizer:
