@@ -82,8 +82,9 @@ class StreamedBatches(Iterator[Batch]):
         prefetch: int = 4,
     ):
         check_batch_size(
-            "batch_size", global_batch_size, process_count, len(records), "use a larger corpus"
-        )
+            "batch_size", global_batch_size, process_count, num_examples=len(records),
+            more_data="use a larger corpus",
+        )  # fmt: skip
         local = global_batch_size // process_count
         self._batches_per_epoch = len(records) // global_batch_size  # the remainder is dropped
         self._make = _LocalBatch(
@@ -194,8 +195,9 @@ def eval_batches(
     """The first `num_batches` (default all) full batches of the eval split, in order, masked
     once; this process's rows of each."""
     check_batch_size(
-        "data.eval_batch_size", batch_size, process_count, len(records), "raise data.eval_fraction"
-    )
+        "data.eval_batch_size", batch_size, process_count, num_examples=len(records),
+        more_data="raise data.eval_fraction",
+    )  # fmt: skip
     available = len(records) // batch_size
     count = available if num_batches is None else min(available, num_batches)
     local = batch_size // process_count
