@@ -34,6 +34,12 @@ TINY = {
 }
 
 
+# Throughput depends on the clock; every other logged figure of a resumed run must match exactly.
+TIMING_TAGS = {
+    "train/tokens_per_sec", "train/tokens_per_sec_per_device", "train/mfu",
+    "train/examples_per_sec",
+}  # fmt: skip
+
 # The one tiny encoder of the unit tests: BertConfig fields, overridden per test where it matters.
 TINY_BERT = dict(
     vocab_size=97,

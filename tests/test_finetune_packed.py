@@ -11,15 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, final_params, read_scalars
+from conftest import REPO, TIMING_TAGS, final_params, read_scalars
 
 SST2 = os.path.join(os.path.dirname(REPO), "shared", "data", "sst2")
 BATCH = 32  # examples per step, packed or not
-# Throughput depends on the clock; every other logged figure must match exactly.
-TIMING_TAGS = {
-    "train/tokens_per_sec", "train/tokens_per_sec_per_device", "train/mfu",
-    "train/examples_per_sec",
-}  # fmt: skip
 
 
 def settings(vocab: str) -> dict:

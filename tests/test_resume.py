@@ -9,13 +9,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO, final_params, main_command, read_scalars, run_main
+from conftest import REPO, TIMING_TAGS, final_params, main_command, read_scalars, run_main
 
 pytestmark = pytest.mark.slow
 STEPS = 160  # long enough that the interrupted run is still busy when the signal arrives
 SETTINGS = dict(num_train_steps=STEPS, checkpoint_every_steps=20, eval_every_steps=40)
 # Throughput depends on the clock; every other logged figure must match exactly.
-TIMING_TAGS = {"train/tokens_per_sec", "train/tokens_per_sec_per_device", "train/mfu"}
 
 
 @pytest.fixture(scope="module")

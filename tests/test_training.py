@@ -23,6 +23,7 @@ TRAIN_TAGS = {
     "train/param_norm",
     "train/tokens_per_sec",
     "train/tokens_per_sec_per_device",
+    "train/examples_per_sec",
     "train/mfu",
 }
 EVAL_TAGS = {"eval/mlm_loss", "eval/mlm_accuracy", "eval/nsp_accuracy", "eval/mlm_perplexity"}
