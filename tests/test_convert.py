@@ -268,8 +268,8 @@ def test_a_vocabulary_larger_than_the_embedding_table_is_refused(hf_dir, tmp_pat
 
 
 def test_export_refuses_parameters_hf_bert_has_no_name_for(imported, tmp_path):
-    params = imported.params | {"classifier": {"kernel": np.zeros((48, 3), np.float32)}}
-    with pytest.raises(UserError, match="classifier/kernel"):
+    params = imported.params | {"adapter": {"kernel": np.zeros((48, 3), np.float32)}}
+    with pytest.raises(UserError, match="adapter/kernel"):
         save_hf(str(tmp_path / "out"), Pretrained(imported.config, params, imported.tokenizer))
     assert not (tmp_path / "out").exists()
 
@@ -400,7 +400,7 @@ def test_command_line_round_trip(hf_model, hf_dir, batch, tmp_path):
     )
 
 
-def test_training_workdir_exports_to_hf(batch, tmp_path, caplog):
+def test_training_workdir_exports_to_hf(batch, tmp_path):
     run_config = pretrain_config.get_config()
     shrink_run_model(run_config.model)
     tokenizer = SentencePiece.train(default_corpus()[:30], 200)
@@ -426,7 +426,9 @@ def test_training_workdir_exports_to_hf(batch, tmp_path, caplog):
     assert again.config == config and again.tokenizer.to_bytes() == tokenizer.to_bytes()
     assert_same_params(again.params, pretrained.params)
     assert (tmp_path / "hf" / "tokenizer.model").read_bytes() == tokenizer.to_bytes()
-    assert "SentencePiece" in caplog.text
+    text = "  Café  naïve: 42 ½ 😀 the end "
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tokenizer(text)["input_ids"] == [2, *tokenizer.encode(text), 3]
     reloaded = transformers.BertForPreTraining.from_pretrained(tmp_path / "hf").eval()
     small_batch = dict(batch, input_ids=batch["input_ids"] % tokenizer.vocab_size)
     differences = max_differences(

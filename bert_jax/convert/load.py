@@ -1,6 +1,7 @@
 """Weights from any source this project reads, by what the directory holds: a training workdir
 (its newest checkpoint), a weights directory of this project, Hugging Face or Google BERT."""
 
+import json
 import os
 
 from bert_jax.convert.hf import load_hf
@@ -19,9 +20,12 @@ from bert_jax.workdir import (
 
 def load_workdir(directory: str, which: str = CHECKPOINTS_DIR) -> Pretrained:
     """The params of a training workdir's newest checkpoint (or of `which="best"`), with the
-    run's model config and tokenizer."""
+    run's model config, tokenizer and (fine-tuned) task."""
     meta, params = read_checkpoint(newest_step_dir(directory, which))
-    return Pretrained(model_config_of(meta, params), params, tokenizer_from_meta(meta))
+    task = json.loads(meta.get("task", "{}")) or None
+    if task is not None and task.get("kind") == "pretraining":
+        task = None
+    return Pretrained(model_config_of(meta, params), params, tokenizer_from_meta(meta), task)
 
 
 def load_weights(path: str, *, do_lower_case: bool | None = None) -> Pretrained:

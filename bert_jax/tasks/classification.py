@@ -18,7 +18,7 @@ from bert_jax.model.task_models import BertForSequenceClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
-from bert_jax.tasks.starting_point import starting_point
+from bert_jax.tasks.starting_point import starting_point, with_matching_head
 
 
 def make_loss(regression: bool):
@@ -147,7 +147,7 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
         console_metric="accuracy" if num_labels else "loss",
         main_metric=layout.main_metric,
         info=info,
-        pretrained=start.pretrained,
+        pretrained=with_matching_head(start.pretrained, info),
     )
 
 

@@ -16,7 +16,7 @@ from bert_jax.model.task_models import BertForQuestionAnswering
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
-from bert_jax.tasks.starting_point import starting_point
+from bert_jax.tasks.starting_point import starting_point, with_matching_head
 
 
 def loss(model, batch, dropout_rng):
@@ -116,7 +116,7 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
         console_metric="accuracy",
         main_metric="f1",
         info=info,
-        pretrained=start.pretrained,
+        pretrained=with_matching_head(start.pretrained, info),
     )
 
 

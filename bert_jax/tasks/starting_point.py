@@ -3,10 +3,13 @@
 import dataclasses
 import os
 
+import numpy as np
+from absl import logging
 from ml_collections import ConfigDict
 
 from bert_jax.convert import Pretrained
 from bert_jax.convert.load import load_weights
+from bert_jax.convert.names import HEAD_GROUPS
 from bert_jax.data.any_tokenizer import AnyTokenizer
 from bert_jax.data.sentencepiece import SentencePiece
 from bert_jax.data.wordpiece import WordPiece
@@ -60,3 +63,30 @@ def _tokenizer(path: str | None, do_lower_case: bool | None) -> AnyTokenizer:
     if path.endswith(".txt"):
         return WordPiece.from_vocab_file(path, do_lower_case=do_lower_case is not False)
     return SentencePiece.load(path)
+
+
+def with_matching_head(pretrained: Pretrained | None, info: dict) -> Pretrained | None:
+    """The starting weights with their fine-tuning head only where it is this task's: the same
+    kind and the same labels (a classifier's outputs reordered to this run's label order), so a
+    model fine-tuned elsewhere continues, and any other head is initialised afresh."""
+    if pretrained is None or pretrained.head is None:
+        return pretrained
+    same_kind = pretrained.kind == info["kind"]
+    theirs, ours = (pretrained.task or {}).get("labels"), info.get("labels")
+    params = {k: v for k, v in pretrained.params.items() if k not in HEAD_GROUPS}
+    if same_kind and (info["kind"] == "squad" or theirs == ours):
+        return pretrained
+    if same_kind and theirs and ours and sorted(theirs) == sorted(ours):
+        order = [theirs.index(label) for label in ours]
+        head = pretrained.params["classifier"]
+        params["classifier"] = {
+            "kernel": np.asarray(head["kernel"])[:, order],
+            "bias": np.asarray(head["bias"])[order],
+        }
+        return dataclasses.replace(pretrained, params=params)
+    logging.info(
+        "The starting weights' %s head (%s, labels %s) is not this task's (%s, labels %s): "
+        "it is initialised afresh.",
+        pretrained.head, pretrained.kind, theirs, info["kind"], ours,
+    )  # fmt: skip
+    return dataclasses.replace(pretrained, params=params)
