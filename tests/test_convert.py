@@ -34,23 +34,13 @@ from bert_jax.model import BertForPreTraining, BertModel
 from bert_jax.model.config import from_run_config
 from bert_jax.workdir import Checkpoints, encode_meta
 from configs import pretrain as pretrain_config
-from conftest import REPO, shrink_run_model, tiny_hf_config
+from conftest import REPO, randomised, shrink_run_model, tiny_hf_config
 
 HF_CONFIG = tiny_hf_config(
     vocab_size=120, hidden_size=48, intermediate_size=96, max_position_embeddings=64
 )
 VOCAB = [*SPECIAL_TOKENS, *(f"w{i}" for i in range(100)), "Big", "big", "##ger"]
 TOLERANCE = 1e-5  # float32 parity; measured differences are printed (pytest -s)
-
-
-def randomised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """`model` in eval mode with every weight random, LayerNorms and biases included."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            centre = 1.0 if name.endswith("LayerNorm.weight") else 0.0
-            param.copy_(centre + 0.1 * torch.randn(param.shape, generator=generator))
-    return model.eval()
 
 
 def write_tokenizer_files(directory: str) -> None:
