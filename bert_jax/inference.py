@@ -52,8 +52,9 @@ class Predictor:
         graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))), nnx.Param)
         params = _model_params(nnx.to_pure_dict(abstract), params)
         self.params = jax.device_put(params)  # once: every batch reuses the device copy
+        self._graphdef = graphdef
         # One function; jit compiles it once per input shape, i.e. once per bucket.
-        self._forward = jax.jit(lambda p, inputs: nnx.merge(graphdef, p)(*inputs))
+        self._forward = jax.jit(self.forward_fn())
         self._line_numbers: list[int] | None = None
         self._had_header = False
 
@@ -114,6 +115,11 @@ class Predictor:
         else:
             raise UserError(f"--task={task!r} is not one of {', '.join(PREDICTION_MODES)}.")
         return cls(info, pretrained.config, pretrained.params, pretrained.tokenizer)
+
+    def forward_fn(self):
+        """The pure model function `(params, [inputs...]) -> outputs` (for jit or export)."""
+        graphdef = self._graphdef
+        return lambda params, inputs: nnx.merge(graphdef, params)(*inputs)
 
     def logits(
         self,

@@ -415,7 +415,8 @@ def test_training_workdir_exports_to_hf(batch, tmp_path):
     again = load_pretrained(str(tmp_path / "pretrained"))
     assert again.config == config and again.tokenizer.to_bytes() == tokenizer.to_bytes()
     assert_same_params(again.params, pretrained.params)
-    assert (tmp_path / "hf" / "tokenizer.model").read_bytes() == tokenizer.to_bytes()
+    assert (tmp_path / "hf" / "sentencepiece.model").read_bytes() == tokenizer.to_bytes()
+    assert load_hf(str(tmp_path / "hf")).tokenizer.to_bytes() == tokenizer.to_bytes()
     text = "  Café  naïve: 42 ½ 😀 the end "
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert hf_tokenizer(text)["input_ids"] == [2, *tokenizer.encode(text), 3]
