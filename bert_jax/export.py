@@ -114,7 +114,11 @@ def main(argv: list[str]) -> None:
         print(f"error: unexpected arguments {' '.join(argv[1:])}.", file=sys.stderr)
         sys.exit(1)
     from bert_jax.errors import UserError
-    from bert_jax.inference import Predictor
+
+    with console.native_stderr_silenced():
+        import tensorflow  # noqa: F401 - loaded here, quietly, rather than in the export
+
+        from bert_jax.inference import Predictor
 
     console.quiet_libraries()
     try:

@@ -17,7 +17,6 @@ naming its line number, after the records of the lines before it.
 """
 
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 
@@ -50,18 +49,24 @@ def main(argv: list[str]) -> None:
         print(f"error: unexpected arguments {' '.join(argv[1:])}.", file=sys.stderr)
         sys.exit(1)
     from bert_jax.errors import UserError
-    from bert_jax.inference import Predictor
+
+    with console.native_stderr_silenced():
+        from bert_jax.inference import Predictor
 
     console.quiet_libraries()
     target = None
     try:
-        if FLAGS.input and not os.path.isfile(FLAGS.input):
-            raise UserError(f"--input={FLAGS.input} is not a file; give a file of input lines.")
         options = dict(pooling=FLAGS.pooling, normalize=FLAGS.normalize, top_k=FLAGS.top_k)
         predictor = Predictor.from_path(
             FLAGS.workdir, FLAGS.task, which=FLAGS.checkpoint, **options
         )
-        source = open(FLAGS.input, encoding="utf-8") if FLAGS.input else sys.stdin
+        try:
+            source = open(FLAGS.input, encoding="utf-8") if FLAGS.input else sys.stdin
+        except OSError as error:
+            raise UserError(
+                f"--input={FLAGS.input} cannot be read ({error.strerror}); give a file of input "
+                "lines."
+            ) from None
         target = open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output else sys.stdout
         with source:
             name = FLAGS.input or "stdin"
