@@ -65,7 +65,13 @@ def readable_lines() -> None:
 
 
 def startup_lines(
-    config, task, workdir: str, first_step: int, mesh_shape: dict, num_params: int
+    config,
+    task,
+    workdir: str,
+    first_step: int,
+    mesh_shape: dict,
+    num_params: int,
+    num_processes: int = 1,
 ) -> list[str]:
     """What a person needs at start-up: what trains on what, how long, where it goes, and how to
     watch it. The whole config is in the workdir's config.json."""
@@ -84,14 +90,17 @@ def startup_lines(
             what += f", starting from {config.init_from}"
     accum = config.optimizer.grad_accum_steps
     micro = f" in {accum} micro-batches" if accum > 1 else ""
-    devices = " × ".join(f"{axis} {size}" for axis, size in mesh_shape.items() if size > 1)
+    count = math.prod(mesh_shape.values())
+    axes = " × ".join(f"{axis} {size}" for axis, size in mesh_shape.items() if size > 1)
+    devices = f"{count} device{'s' if count > 1 else ''}" + (f" ({axes})" if axes else "")
+    if num_processes > 1:
+        devices += f" in {num_processes} processes"
     start = "from the start" if first_step == 0 else f"resuming after step {first_step}"
     return [
         f"{what}: BERT {bert.num_layers} layers, hidden {bert.hidden_size}, "
-        f"{num_params / 1e6:.1f}M parameters.",
+        f"{num_params:,} parameters.",
         f"Steps {first_step + 1}..{config.num_train_steps} ({start}), batches of "
-        f"{config.batch_size} × {config.data.max_seq_length} tokens{micro}, on "
-        f"{math.prod(mesh_shape.values())} device(s){f' ({devices})' if devices else ''}.",
+        f"{config.batch_size} × {config.data.max_seq_length} tokens{micro}, on {devices}.",
         f"Workdir {workdir}: config.json, checkpoints/, best/ and TensorBoard events; "
         f"watch with: tensorboard --logdir {workdir}",
     ]

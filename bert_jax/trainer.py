@@ -129,8 +129,9 @@ class _Loop:
             first_step, config.num_train_steps, self.task.console_metric
         )
         lines = console.startup_lines(
-            config, self.task, self.workdir, first_step, dict(self.mesh.shape), self.num_params
-        )
+            config, self.task, self.workdir, first_step, dict(self.mesh.shape), self.num_params,
+            jax.process_count(),
+        )  # fmt: skip
         for line in lines:
             logging.info("%s", line)
         stop = _StopFlag()
