@@ -53,7 +53,6 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
 
     # Nothing has been written so far; from here on the workdir is ours.
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    workdir_lib.write_config(workdir, config)
     checkpoints = Checkpoints(
         workdir,
         max_to_keep=config.max_checkpoints_to_keep,
@@ -71,6 +70,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         else:
             step, state, progress, _ = restored
             logging.info("Resuming from the checkpoint at step %d.", step)
+        workdir_lib.write_config(workdir, config)  # the run starts: its checkpoints fit
         loop = _Loop(config, workdir, mesh, task, checkpoints, spec, tx, schedule)
         return loop.run(state, progress)
     finally:
