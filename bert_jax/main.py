@@ -3,7 +3,7 @@
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bert_jax import allocator
+from bert_jax import allocator, console
 from bert_jax.cli import fail, parse_flags
 from bert_jax.errors import UserError
 
@@ -21,21 +21,24 @@ flags.DEFINE_integer("process_id", None, "This process's index (with --coordinat
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
-    from bert_jax import console, distributed
-    from bert_jax.trainer import train_and_evaluate  # heavy imports after the flags are checked
+    from bert_jax import distributed
+
+    with console.native_stderr_silenced():  # heavy imports after the flags are checked
+        from bert_jax.trainer import train_and_evaluate
 
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
     console.quiet_libraries()
-    logging.info("Memory allocator: %s.", allocator.in_use())
-    logging.info("Config:\n%s", FLAGS.config)
+    console.readable_lines()
+    if allocator.in_use() != "system":
+        logging.info("Memory allocator: %s.", allocator.in_use())
     try:
-        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)  # the config goes to WORKDIR/config.json
     except UserError as error:
-        logging.error("%s", error)
-        fail(str(error))
+        fail(str(error))  # once, as the last line
 
 
 if __name__ == "__main__":
+    console.silence_startup_noise()  # before TensorFlow and XLA load: they read it then
     allocator.reexec_with_jemalloc()  # first, before anything large is allocated
     app.run(main, flags_parser=parse_flags)

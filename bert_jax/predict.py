@@ -1,53 +1,86 @@
-"""Predict with a fine-tuned workdir: one JSON line out per input line.
+"""Predict with a fine-tuned workdir or any weights: one JSON line out per input line.
 
     python -m bert_jax.predict --workdir=DIR [--input=FILE] [--checkpoint=best|latest]
+    python -m bert_jax.predict --workdir=WEIGHTS_DIR --task=embeddings|fill-mask
 
-Input lines are JSON objects or tab-separated text (stdin without --input):
+--workdir is a training workdir, or a weights directory (convert's output, Hugging Face or
+Google BERT). Input lines are JSON objects or tab-separated text (stdin without --input):
   classification: the text column(s) the task was trained on (JSON keys, or TSV columns in
     order; a TSV header naming them is read and skipped) -> {"label", "probability",
     "probabilities"} or {"score"} for regression;
   ner: {"tokens": [...]} or plain text split at whitespace -> {"words", "tags", "entities"};
-  squad: {"id", "question", "context"} or question<TAB>context -> {"id", "answer"}.
+  squad: {"id", "question", "context"} or question<TAB>context -> {"id", "answer", "probability"};
+  --task=embeddings: text or {"text"} -> {"embedding"} (--pooling=mean|cls, --normalize);
+  --task=fill-mask: text with [MASK]s -> {"masks": [[{"token", "token_str", "score"}]]}.
+Records are written as they are ready, in input order; a bad line stops with one sentence
+naming its line number, after the records of the lines before it.
 """
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 
-from absl import app, flags, logging
+from absl import app, flags
+
+from bert_jax import console
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A fine-tuning workdir.")
+flags.DEFINE_string("workdir", None, "A training workdir, or a weights directory.")
 flags.DEFINE_string("input", None, "File of inputs, one per line; default stdin.")
 flags.DEFINE_string("output", None, "File for the JSON lines; default stdout.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of a workdir.")
+flags.DEFINE_enum("task", None, ["embeddings", "fill-mask"], "A prediction mode for any weights.")
+flags.DEFINE_enum("pooling", "mean", ["mean", "cls"], "--task=embeddings: how tokens are pooled.")
+flags.DEFINE_bool("normalize", False, "--task=embeddings: scale vectors to unit length.")
+flags.DEFINE_integer("top_k", 5, "--task=fill-mask: tokens per [MASK].")
 flags.DEFINE_integer("batch_size", 32, "Inputs per forward pass.")
 flags.mark_flags_as_required(["workdir"])
+
+
+def _numbered(source: Iterable[str]) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(source, 1):
+        line = line.rstrip("\n")
+        if line.strip():
+            yield number, line
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         print(f"error: unexpected arguments {' '.join(argv[1:])}.", file=sys.stderr)
         sys.exit(1)
-    from bert_jax.console import quiet_libraries
     from bert_jax.errors import UserError
-    from bert_jax.inference import Predictor
 
-    quiet_libraries()
+    with console.native_stderr_silenced():
+        from bert_jax.inference import Predictor
+
+    console.quiet_libraries()
+    target = None
     try:
-        predictor = Predictor.from_workdir(FLAGS.workdir, FLAGS.checkpoint)
-        source = open(FLAGS.input, encoding="utf-8") if FLAGS.input else sys.stdin
+        options = dict(pooling=FLAGS.pooling, normalize=FLAGS.normalize, top_k=FLAGS.top_k)
+        predictor = Predictor.from_path(
+            FLAGS.workdir, FLAGS.task, which=FLAGS.checkpoint, **options
+        )
+        try:
+            source = open(FLAGS.input, encoding="utf-8") if FLAGS.input else sys.stdin
+        except OSError as error:
+            raise UserError(
+                f"--input={FLAGS.input} cannot be read ({error.strerror}); give a file of input "
+                "lines."
+            ) from None
+        target = open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output else sys.stdout
         with source:
-            lines = [line.rstrip("\n") for line in source if line.strip()]
-        records = predictor.predict_lines(lines, FLAGS.batch_size)
-    except (UserError, OSError) as error:
+            name = FLAGS.input or "stdin"
+            for record in predictor.stream(_numbered(source), FLAGS.batch_size, name):
+                target.write(json.dumps(record, ensure_ascii=False) + "\n")
+                target.flush()  # a whole line at a time: what is written is valid JSON lines
+    except (UserError, OSError, UnicodeDecodeError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    target = open(FLAGS.output, "w", encoding="utf-8") if FLAGS.output else sys.stdout
-    with target:
-        for record in records:
-            target.write(json.dumps(record, ensure_ascii=False) + "\n")
-    logging.info("Predicted %d lines.", len(records))
+    finally:
+        if target is not None and target is not sys.stdout:
+            target.close()
 
 
 if __name__ == "__main__":
+    console.silence_startup_noise()
     app.run(main)

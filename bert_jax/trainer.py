@@ -14,7 +14,7 @@ from absl import logging
 from etils import epath
 from ml_collections import ConfigDict
 
-from bert_jax import flops, sharding, train_metrics
+from bert_jax import console, flops, sharding, train_metrics
 from bert_jax import workdir as workdir_lib
 from bert_jax.config_checks import resolve_derived, validate_config
 from bert_jax.optim import build_optimizer
@@ -68,6 +68,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         else:
             step, state, progress, _ = restored
             logging.info("Resuming from the checkpoint at step %d.", step)
+        workdir_lib.write_config(workdir, config)  # the run starts: its checkpoints fit
         loop = _Loop(config, workdir, mesh, task, checkpoints, spec, tx, schedule)
         return loop.run(state, progress)
     finally:
@@ -110,6 +111,7 @@ class _Loop:
         self.tokens_per_step = config.batch_size * config.data.max_seq_length * accum
         self.flops_per_step = accum * task.flops_per_step
         self.peak_flops = flops.peak_flops_per_device(config.peak_flops_per_device)
+        self.num_params = sum(x.size for x in jax.tree.leaves(spec.abstract["params"]))
 
     def progress_state(self) -> dict:
         return {"data": self.task.train.get_state(), "metrics": self.window.state()}
@@ -126,14 +128,12 @@ class _Loop:
         self.progress = train_metrics.Progress(
             first_step, config.num_train_steps, self.task.console_metric
         )
-        logging.info(
-            "Steps %d..%d on mesh %s (%d processes): global batch %d, %d per batch shard, "
-            "x %d micro-batches; %.3g model FLOPs per step, peak %.3g FLOP/s per device.",
-            first_step, config.num_train_steps, dict(self.mesh.shape), jax.process_count(),
-            config.batch_size, config.batch_size // sharding.batch_shards(self.mesh, config),
-            accum, self.flops_per_step,
-            self.peak_flops,
+        lines = console.startup_lines(
+            config, self.task, self.workdir, first_step, dict(self.mesh.shape), self.num_params,
+            jax.process_count(),
         )  # fmt: skip
+        for line in lines:
+            logging.info("%s", line)
         stop = _StopFlag()
         try:
             for step in range(first_step + 1, config.num_train_steps + 1):

@@ -2,6 +2,7 @@
 
     WORKDIR/checkpoints/<step>/{state,progress,meta}   the newest `max_checkpoints_to_keep`
     WORKDIR/best/<step>/{state,progress,meta}          the best by `best_metric`
+    WORKDIR/config.json                                the run's whole config (the latest run's)
     WEIGHTS_DIR/params/                                a params dict alone (convert's directories)
 
 A checkpoint holds everything needed to continue a run: the train state (params, optimizer
@@ -32,6 +33,14 @@ CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 PARAMS_DIR = "params"
 ITEMS = ("state", "progress", "meta")
+CONFIG_FILE = "config.json"
+
+
+def write_config(workdir: str, config: ConfigDict) -> None:
+    """The run's config as `WORKDIR/config.json`, for a person to read (process 0 only); the
+    checkpoints keep their own copy, so this is never read back."""
+    if jax.process_index() == 0:
+        epath.Path(workdir, CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
 
 
 def _absolute(path: str) -> str:

@@ -64,6 +64,18 @@ def tiny_hf_config(**overrides) -> dict:
     return {_HF_NAMES.get(key, key): value for key, value in (TINY_BERT | overrides).items()}
 
 
+def randomised(model, seed: int):
+    """A torch `model` in eval mode with every weight random, LayerNorms and biases included."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            centre = 1.0 if name.endswith("LayerNorm.weight") else 0.0
+            param.copy_(centre + 0.1 * torch.randn(param.shape, generator=generator))
+    return model.eval()
+
+
 def shrink_run_model(model_section) -> None:
     """A run config's `model` section set to the tiny encoder's width (its preset's depth)."""
     model_section.hidden_size, model_section.num_heads = 32, 2

@@ -34,23 +34,13 @@ from bert_jax.model import BertForPreTraining, BertModel
 from bert_jax.model.config import from_run_config
 from bert_jax.workdir import Checkpoints, encode_meta
 from configs import pretrain as pretrain_config
-from conftest import REPO, shrink_run_model, tiny_hf_config
+from conftest import REPO, randomised, shrink_run_model, tiny_hf_config
 
 HF_CONFIG = tiny_hf_config(
     vocab_size=120, hidden_size=48, intermediate_size=96, max_position_embeddings=64
 )
 VOCAB = [*SPECIAL_TOKENS, *(f"w{i}" for i in range(100)), "Big", "big", "##ger"]
 TOLERANCE = 1e-5  # float32 parity; measured differences are printed (pytest -s)
-
-
-def randomised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """`model` in eval mode with every weight random, LayerNorms and biases included."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            centre = 1.0 if name.endswith("LayerNorm.weight") else 0.0
-            param.copy_(centre + 0.1 * torch.randn(param.shape, generator=generator))
-    return model.eval()
 
 
 def write_tokenizer_files(directory: str) -> None:
@@ -268,8 +258,8 @@ def test_a_vocabulary_larger_than_the_embedding_table_is_refused(hf_dir, tmp_pat
 
 
 def test_export_refuses_parameters_hf_bert_has_no_name_for(imported, tmp_path):
-    params = imported.params | {"classifier": {"kernel": np.zeros((48, 3), np.float32)}}
-    with pytest.raises(UserError, match="classifier/kernel"):
+    params = imported.params | {"adapter": {"kernel": np.zeros((48, 3), np.float32)}}
+    with pytest.raises(UserError, match="adapter/kernel"):
         save_hf(str(tmp_path / "out"), Pretrained(imported.config, params, imported.tokenizer))
     assert not (tmp_path / "out").exists()
 
@@ -400,7 +390,7 @@ def test_command_line_round_trip(hf_model, hf_dir, batch, tmp_path):
     )
 
 
-def test_training_workdir_exports_to_hf(batch, tmp_path, caplog):
+def test_training_workdir_exports_to_hf(batch, tmp_path):
     run_config = pretrain_config.get_config()
     shrink_run_model(run_config.model)
     tokenizer = SentencePiece.train(default_corpus()[:30], 200)
@@ -425,8 +415,11 @@ def test_training_workdir_exports_to_hf(batch, tmp_path, caplog):
     again = load_pretrained(str(tmp_path / "pretrained"))
     assert again.config == config and again.tokenizer.to_bytes() == tokenizer.to_bytes()
     assert_same_params(again.params, pretrained.params)
-    assert (tmp_path / "hf" / "tokenizer.model").read_bytes() == tokenizer.to_bytes()
-    assert "SentencePiece" in caplog.text
+    assert (tmp_path / "hf" / "sentencepiece.model").read_bytes() == tokenizer.to_bytes()
+    assert load_hf(str(tmp_path / "hf")).tokenizer.to_bytes() == tokenizer.to_bytes()
+    text = "  Café  naïve: 42 ½ 😀 the end "
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert hf_tokenizer(text)["input_ids"] == [2, *tokenizer.encode(text), 3]
     reloaded = transformers.BertForPreTraining.from_pretrained(tmp_path / "hf").eval()
     small_batch = dict(batch, input_ids=batch["input_ids"] % tokenizer.vocab_size)
     differences = max_differences(

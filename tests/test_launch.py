@@ -418,7 +418,10 @@ def test_local_multiprocess_trains_two_processes_of_two_devices(tmp_path):
     assert sorted(os.listdir(workdir / "checkpoints")) == ["4", "8"]
     for i in range(2):
         log = (logs / f"process-{i}.log").read_text()
-        assert "Steps 0..8 on mesh {'data': 4, 'fsdp': 1, 'tensor': 1} (2 processes)" in log
+        assert (
+            "Steps 1..8 (from the start), batches of 8 × 32 tokens, on 4 devices (data 4) "
+            "in 2 processes." in log
+        )
     assert list(read_scalars(str(workdir))["eval/mlm_loss"]) == [8]
     assert "all 2 processes finished" in result.stdout
 

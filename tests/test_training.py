@@ -113,3 +113,23 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
     assert steps and steps[-1] <= 9
     assert all(np.isfinite(v).all() for v in final_params(workdir).values())
+
+
+NOISE = ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "Config:", "!!python")
+
+
+def test_start_up_says_what_trains_where_and_the_config_is_a_file(default_run):
+    workdir, result = default_run
+    lines = result.stderr.strip().splitlines()
+    first_progress = next(i for i, line in enumerate(lines) if " step 10/150 " in line)
+    start_up = lines[:first_progress]
+
+    assert len(start_up) <= 6, start_up
+    assert not [line for line in lines if any(word in line for word in NOISE)]
+    text = "\n".join(start_up)
+    assert "pretraining (MLM + NSP) on the embedded default corpus: BERT 2 layers" in text
+    assert "Steps 1..150 (from the start), batches of 16 × 32 tokens" in text
+    assert f"tensorboard --logdir {workdir}" in text
+    with open(os.path.join(workdir, "config.json")) as file:
+        config = json.load(file)
+    assert config["num_train_steps"] == 150 and config["model"]["hidden_size"] == 64

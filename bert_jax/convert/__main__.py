@@ -1,10 +1,12 @@
 """Convert BERT weights between this project and Hugging Face or Google.
 
     python -m bert_jax.convert --from=hf --src=HF_DIR --dst=DIR      # or --from=tf (Google)
-    python -m bert_jax.convert --to=hf --src=DIR --dst=HF_DIR
+    python -m bert_jax.convert --to=hf --src=DIR --dst=HF_DIR [--max_shard_size=5GB]
 
 --from writes a pretrained weights directory of this project (see `pretrained.py`); --to=hf
-exports one, or the newest checkpoint of a training workdir, as a Hugging Face directory.
+exports one, or the newest checkpoint of a training workdir (pretraining or fine-tuned), as a
+Hugging Face directory of the model's class (BertForPreTraining, BertForSequenceClassification,
+BertForTokenClassification or BertForQuestionAnswering).
 """
 
 import sys
@@ -31,7 +33,25 @@ flags.DEFINE_string("dst", None, "New directory to write; an existing one must b
 flags.DEFINE_bool(
     "do_lower_case", True, "--from=tf: whether the vocabulary is uncased (Google's files omit it)."
 )
+flags.DEFINE_string(
+    "max_shard_size", "5GB", "--to=hf: largest safetensors file (e.g. 500MB); more are sharded."
+)
 flags.mark_flags_as_required(["src", "dst"])
+
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
+
+
+def shard_bytes(size: str) -> int:
+    """Bytes of a size such as "5GB", "500MB" or "1000000"."""
+    text = size.strip().upper()
+    unit = next((u for u in _UNITS if text.endswith(u)), None)
+    try:
+        number = float(text.removesuffix(unit) if unit else text)
+    except ValueError:
+        raise UserError(f"--max_shard_size={size!r} is not a size such as 5GB or 500MB.") from None
+    if number <= 0:
+        raise UserError(f"--max_shard_size={size!r} must be positive.")
+    return int(number * _UNITS.get(unit, 1))
 
 
 def _load_for_export(src: str) -> Pretrained:
@@ -56,7 +76,10 @@ def convert(source: str | None, target: str | None, src: str, dst: str) -> Pretr
         pretrained = load_tf(src, do_lower_case=FLAGS.do_lower_case)
     else:
         pretrained = _load_for_export(src)
-    (save_pretrained if target is None else save_hf)(dst, pretrained)
+    if target is None:
+        save_pretrained(dst, pretrained)
+    else:
+        save_hf(dst, pretrained, max_shard_bytes=shard_bytes(FLAGS.max_shard_size))
     return pretrained
 
 
@@ -69,7 +92,7 @@ def main(argv: list[str]) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    logging.info("Wrote %s: %s.", FLAGS.dst, pretrained.config)
+    logging.info("Wrote %s (%s): %s.", FLAGS.dst, pretrained.kind, pretrained.config)
     if pretrained.absent:
         logging.warning(
             "%s has no %s: initialise them before use.", FLAGS.src, ", ".join(pretrained.absent)

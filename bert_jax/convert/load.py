@@ -1,6 +1,7 @@
 """Weights from any source this project reads, by what the directory holds: a training workdir
 (its newest checkpoint), a weights directory of this project, Hugging Face or Google BERT."""
 
+import json
 import os
 
 from bert_jax.convert.hf import load_hf
@@ -19,17 +20,24 @@ from bert_jax.workdir import (
 
 def load_workdir(directory: str, which: str = CHECKPOINTS_DIR) -> Pretrained:
     """The params of a training workdir's newest checkpoint (or of `which="best"`), with the
-    run's model config and tokenizer."""
+    run's model config, tokenizer and (fine-tuned) task."""
     meta, params = read_checkpoint(newest_step_dir(directory, which))
-    return Pretrained(model_config_of(meta, params), params, tokenizer_from_meta(meta))
+    task = json.loads(meta.get("task", "{}")) or None
+    if task is not None and task.get("kind") == "pretraining":
+        task = None
+    return Pretrained(model_config_of(meta, params), params, tokenizer_from_meta(meta), task)
 
 
-def load_weights(path: str, *, do_lower_case: bool | None = None) -> Pretrained:
+def load_weights(
+    path: str, *, do_lower_case: bool | None = None, role: str = "init_from"
+) -> Pretrained:
     """A training workdir (its newest checkpoint), a pretrained weights directory of this
-    project, a Hugging Face BERT directory or a Google BERT TF checkpoint directory."""
+    project, a Hugging Face BERT directory or a Google BERT TF checkpoint directory; `role`
+    names the setting that gave `path` in errors."""
+    name = f"{role}={path!r}" if role == "init_from" else f"{role} {path!r}"
     if not os.path.isdir(path):
         raise UserError(
-            f"init_from={path!r} is not a directory; give a workdir of this project, a "
+            f"{name} is not a directory; give a workdir of this project, a "
             "Hugging Face BERT directory or a Google BERT checkpoint directory."
         )
     if is_workdir(path):
@@ -41,7 +49,7 @@ def load_weights(path: str, *, do_lower_case: bool | None = None) -> Pretrained:
     if os.path.exists(os.path.join(path, "bert_config.json")):
         return load_tf(path, do_lower_case=True if do_lower_case is None else do_lower_case)
     raise UserError(
-        f"init_from={path!r} holds no checkpoints/, params/, config.json or bert_config.json; "
+        f"{name} holds no checkpoints/, params/, config.json or bert_config.json; "
         "point it at a workdir, a converted weights directory, or a Hugging Face or Google "
         "BERT directory."
     )

@@ -12,8 +12,15 @@ import numpy as np
 
 Format = Literal["hf", "tf"]
 
-OPTIONAL_GROUPS = ("bert/pooler", "mlm", "sentence")
-"""Parameter path prefixes a source may lack (e.g. a headless Hugging Face BertModel)."""
+HEAD_GROUPS = ("classifier", "qa_outputs")
+"""The fine-tuning heads: a classifier (sequence or token classification) or span QA outputs."""
+
+PRETRAINING_GROUPS = ("bert/pooler", "mlm", "sentence")
+"""The pooler and the pretraining heads (masked LM, sentence pair)."""
+
+OPTIONAL_GROUPS = (*PRETRAINING_GROUPS, *HEAD_GROUPS)
+"""Parameter path prefixes a source may lack (e.g. a headless Hugging Face BertModel, or a task
+model, which has one fine-tuning head and no pretraining heads)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +143,12 @@ NAMES: tuple[Name, ...] = (
         "cls/seq_relationship/output_bias",
         None,
     ),
+    # Fine-tuning heads: Hugging Face's BertFor{Sequence,Token}Classification and
+    # BertForQuestionAnswering; Google's run_classifier.py and run_squad.py ([outputs, H]).
+    Name("classifier/kernel", "classifier.weight", "output_weights", 1, ("hf", "tf")),
+    Name("classifier/bias", "classifier.bias", "output_bias", None),
+    Name("qa_outputs/kernel", "qa_outputs.weight", "cls/squad/output_weights", 1, ("hf", "tf")),
+    Name("qa_outputs/bias", "qa_outputs.bias", "cls/squad/output_bias", None),
 )
 
 HF_TIED = {

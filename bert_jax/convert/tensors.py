@@ -1,7 +1,7 @@
 """Source tensors <-> this project's params dict through the `names` table, with every check.
 
 An import uses every source tensor exactly once and fills every parameter with the right shape;
-only whole optional groups (pooler, MLM head, NSP head) may be absent.
+only whole optional groups (pooler, MLM head, NSP head, a fine-tuning head) may be absent.
 """
 
 from collections.abc import Collection, Mapping
@@ -12,6 +12,7 @@ from flax import nnx, traverse_util
 from bert_jax.convert.names import NAMES, OPTIONAL_GROUPS, Format, Name
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig, BertForPreTraining
+from bert_jax.model.task_models import BertForQuestionAnswering, BertForSequenceClassification
 
 _SHOWN = 5  # names listed in an error message
 
@@ -23,11 +24,20 @@ def _few(names: Collection[str]) -> str:
     return ", ".join(ordered[:_SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
-def _param_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
-    """Path -> shape of every parameter of a BertForPreTraining (with its NSP head) of `config`."""
-    model = nnx.eval_shape(lambda: BertForPreTraining(config, sentence_head=True, rngs=nnx.Rngs(0)))
+def _shapes(build) -> dict[str, tuple[int, ...]]:
+    model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
     flat = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)), sep="/")
     return {path: tuple(value.shape) for path, value in flat.items()}
+
+
+def _param_shapes(config: BertConfig, num_labels: int) -> dict[str, tuple[int, ...]]:
+    """Path -> shape of every parameter a source may hold: a BertForPreTraining's (with its NSP
+    head), and the fine-tuning heads (a classifier of `num_labels` outputs, the QA outputs)."""
+    pretraining = _shapes(lambda rngs: BertForPreTraining(config, sentence_head=True, rngs=rngs))
+    classifier = _shapes(lambda rngs: BertForSequenceClassification(config, num_labels, rngs=rngs))
+    qa = _shapes(lambda rngs: BertForQuestionAnswering(config, rngs=rngs))
+    heads = {path: shape for path, shape in (classifier | qa).items() if path not in pretraining}
+    return pretraining | heads
 
 
 def absent_groups(incomplete: Collection[Name]) -> tuple[str, ...]:
@@ -40,10 +50,15 @@ def absent_groups(incomplete: Collection[Name]) -> tuple[str, ...]:
 
 
 def import_tensors(
-    tensors: Mapping[str, np.ndarray], fmt: Format, config: BertConfig, origin: str
+    tensors: Mapping[str, np.ndarray],
+    fmt: Format,
+    config: BertConfig,
+    origin: str,
+    num_labels: int = 2,
 ) -> dict:
-    """The float32 params of this project from the source `tensors` of a `config` model."""
-    shapes = _param_shapes(config)
+    """The float32 params of this project from the source `tensors` of a `config` model (whose
+    classifier, if it has one, has `num_labels` outputs)."""
+    shapes = _param_shapes(config, num_labels)
     incomplete: dict[Name, list[str]] = {}
     flat, misshapen, used = {}, [], set()
     for name in NAMES:
@@ -68,8 +83,9 @@ def import_tensors(
         )
     if unknown := set(tensors) - used:
         raise UserError(
-            f"{origin} holds tensors that are no part of a BERT pretraining model "
-            f"({_few(unknown)}); convert a BERT (encoder, pooler, MLM and NSP heads) checkpoint."
+            f"{origin} holds tensors that are no part of a BERT model this project knows "
+            f"({_few(unknown)}); convert a BERT pretraining, sequence or token classification, "
+            "or question answering checkpoint."
         )
     if misshapen:
         raise UserError(
@@ -84,8 +100,8 @@ def export_tensors(params: Mapping, fmt: Format) -> dict[str, np.ndarray]:
     flat = traverse_util.flatten_dict(params, sep="/")
     if unknown := set(flat) - {name.path for name in NAMES}:
         raise UserError(
-            f"The parameters include {_few(unknown)}, which no BERT pretraining checkpoint has; "
-            "export a pretraining model, not a fine-tuned task model."
+            f"The parameters include {_few(unknown)}, which no BERT checkpoint of Hugging Face "
+            "or Google names; export a pretraining or fine-tuned BERT of this project."
         )
     incomplete = [name for name in NAMES if name.path not in flat]
     absent = absent_groups(incomplete)

@@ -7,7 +7,7 @@ nothing about casing, so the caller says whether the vocabulary is uncased.
 import glob
 import os
 
-from bert_jax.convert.config_json import from_source_json, read_json
+from bert_jax.convert.config_json import IMPORTED_TASK_DEFAULTS, from_source_json, read_json
 from bert_jax.convert.names import TF_IGNORED
 from bert_jax.convert.pretrained import Pretrained
 from bert_jax.convert.tensors import import_tensors
@@ -30,9 +30,18 @@ def load_tf(directory: str, *, do_lower_case: bool = True) -> Pretrained:
         for name in reader.get_variable_to_shape_map()
         if not name.endswith(TF_IGNORED)
     }
-    params = import_tensors(tensors, "tf", config, prefix)
+    # Google's run_classifier.py and run_squad.py save their head beside the encoder.
+    num_labels = len(tensors["output_bias"]) if "output_bias" in tensors else 2
+    params = import_tensors(tensors, "tf", config, prefix, num_labels)
     tokenizer = read_tokenizer(directory, config.vocab_size, do_lower_case=do_lower_case)
-    return Pretrained(config, params, tokenizer)
+    task = None
+    if "classifier" in params:
+        labels = [f"LABEL_{i}" for i in range(num_labels)]
+        task = {"kind": "classification", **IMPORTED_TASK_DEFAULTS["classification"]}
+        task["labels"] = None if num_labels == 1 else labels
+    elif "qa_outputs" in params:
+        task = {"kind": "squad", **IMPORTED_TASK_DEFAULTS["squad"]}
+    return Pretrained(config, params, tokenizer, task)
 
 
 def _checkpoint_prefix(directory: str) -> str:

@@ -10,14 +10,13 @@ from ml_collections import ConfigDict
 from bert_jax import flops, scores
 from bert_jax.data import glue, input_lines
 from bert_jax.data.encoding import encode_pair
-from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.inputs import ENCODER_INPUTS
 from bert_jax.model.task_models import BertForSequenceClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
-from bert_jax.tasks.starting_point import starting_point
+from bert_jax.tasks.starting_point import starting_point, with_matching_head
 
 
 def make_loss(regression: bool):
@@ -142,7 +141,7 @@ def build(config: ConfigDict, workdir: str) -> Task:
         console_metric="accuracy" if num_labels else "loss",
         main_metric=layout.main_metric,
         info=info,
-        pretrained=start.pretrained,
+        pretrained=with_matching_head(start.pretrained, info),
     )
 
 
@@ -150,7 +149,9 @@ def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
     """{"label", "probability", "probabilities"} per line, or {"score"} for regression."""
     info = predictor.info
     columns = [info["text_a"], info["text_b"]]
-    pairs = [_texts(record, info) for record in input_lines.records(lines, columns)]
+    pairs = [_texts(index, record, info) for index, record in input_lines.records(lines, columns)]
+    if not pairs:  # a header line alone
+        return []
     encoded = [
         encode_pair(predictor.tokenizer, a, b, max_length=info["max_seq_length"], pad=True)
         for a, b in pairs
@@ -170,18 +171,16 @@ def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
     ]
 
 
-def _texts(record: dict, info: dict) -> tuple[str, str | None]:
-    text_a = record.get(info["text_a"], record.get("text"))
-    if text_a is None:
-        raise UserError(
-            f"an input line has no {info['text_a']!r} (or 'text') field; give one per line."
-        )
-    text_b = None
-    if info["text_b"]:
-        text_b = record.get(info["text_b"], record.get("text_b"))
-        if text_b is None:
-            raise UserError(
-                f"an input line has no second text {info['text_b']!r}; this task reads pairs "
-                "(TSV: two columns)."
-            )
-    return str(text_a), text_b
+def _texts(index: int, record: dict, info: dict) -> tuple[str, str | None]:
+    """The text (pair) of a record; a second text where the task reads pairs, or (a model
+    imported from Hugging Face, which does not say) where the record gives `text_pair`."""
+    text_a = input_lines.text_field(index, record, info["text_a"], "text")
+    if not info["text_b"]:
+        return text_a, None if record.get("text_pair") is None else str(record["text_pair"])
+    try:
+        return text_a, input_lines.text_field(index, record, info["text_b"], "text_b")
+    except input_lines.BadLine:
+        raise input_lines.BadLine(
+            index,
+            f"has no second text {info['text_b']!r}; this task reads pairs (TSV: two columns)",
+        ) from None

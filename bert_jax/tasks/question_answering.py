@@ -16,7 +16,7 @@ from bert_jax.model.task_models import BertForQuestionAnswering
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
-from bert_jax.tasks.starting_point import starting_point
+from bert_jax.tasks.starting_point import starting_point, with_matching_head
 
 
 def loss(model, batch, dropout_rng):
@@ -116,7 +116,7 @@ def build(config: ConfigDict, workdir: str) -> Task:
         console_metric="accuracy",
         main_metric="f1",
         info=info,
-        pretrained=start.pretrained,
+        pretrained=with_matching_head(start.pretrained, info),
     )
 
 
@@ -125,9 +125,17 @@ def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
     question<TAB>context."""
     info = predictor.info
     examples = [
-        QAExample(str(record.get("id", number)), record["question"], record["context"], (), ())
-        for number, record in enumerate(input_lines.records(lines, ["question", "context"]))
+        QAExample(
+            str(record.get("id", predictor.line_number(index))),
+            input_lines.text_field(index, record, "question"),
+            input_lines.text_field(index, record, "context"),
+            (),
+            (),
+        )
+        for index, record in input_lines.records(lines, ["question", "context"])
     ]
+    if not examples:  # a header line alone
+        return []
     features = make_features(
         predictor.tokenizer,
         examples,
@@ -136,7 +144,8 @@ def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
         max_query_length=info["max_query_length"],
         is_training=False,
     )
-    logits = predictor.logits({key: getattr(features, key) for key in ENCODER_INPUTS}, batch_size)
+    arrays = {key: getattr(features, key) for key in ENCODER_INPUTS}
+    logits = predictor.logits(arrays, batch_size, per_token=True)
     ranked = predictions(
         examples,
         features,

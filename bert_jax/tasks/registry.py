@@ -5,7 +5,8 @@ Every task module provides `build(config, workdir) -> Task` (training),
 `model(bert, info)` (the model builder, from the architecture and the task's JSON `info`, which
 every checkpoint stores) and `predict(predictor, lines, batch_size)` (decoding model outputs back
 to records; absent where a kind has nothing to predict), so training and prediction can
-never disagree about a task.
+never disagree about a task. The prediction modes "embeddings" and "fill-mask" are kinds of
+their own with `model` and `predict` only: they read any weights' encoder (and MLM head).
 """
 
 import importlib
@@ -23,7 +24,11 @@ MODULES = {
     "classification": "bert_jax.tasks.classification",
     "ner": "bert_jax.tasks.token_classification",
     "squad": "bert_jax.tasks.question_answering",
+    "embeddings": "bert_jax.tasks.embeddings",
+    "fill-mask": "bert_jax.tasks.fill_mask",
 }
+PREDICTION_MODES = ("embeddings", "fill-mask")
+"""Kinds that predict with any weights and train nothing."""
 
 
 def kind_of(config: ConfigDict) -> str:

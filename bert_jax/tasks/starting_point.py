@@ -5,12 +5,20 @@ import dataclasses
 import json
 import os
 
+import numpy as np
+from absl import logging
 from ml_collections import ConfigDict
 
 from bert_jax.convert import Pretrained
 from bert_jax.convert.config_json import read_json
 from bert_jax.convert.load import load_weights
-from bert_jax.convert.tokenizer_files import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, VOCAB_FILE
+from bert_jax.convert.names import HEAD_GROUPS
+from bert_jax.convert.tokenizer_files import (
+    HF_SENTENCEPIECE_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    VOCAB_FILE,
+)
 from bert_jax.data.any_tokenizer import AnyTokenizer
 from bert_jax.data.manifest import read_manifest
 from bert_jax.data.pipeline import PREPARED, local_prepared_directory
@@ -100,7 +108,7 @@ def tokenizer_file(source: str) -> tuple[str, bool | None]:
         )  # fmt: skip
         tokenizer = read_manifest(prepared).tokenizer
         return os.path.join(prepared, tokenizer["file"]), tokenizer.get("do_lower_case")
-    for name in (VOCAB_FILE, TOKENIZER_FILE):
+    for name in (VOCAB_FILE, TOKENIZER_FILE, HF_SENTENCEPIECE_FILE):
         path = os.path.join(source, name)
         if os.path.exists(path):
             options_path = os.path.join(source, TOKENIZER_CONFIG_FILE)
@@ -127,3 +135,30 @@ def _tokenizer(path: str | None, do_lower_case: bool | None) -> AnyTokenizer:
     if path.endswith(".txt"):
         return WordPiece.from_vocab_file(path, do_lower_case=do_lower_case is not False)
     return SentencePiece.load(path)
+
+
+def with_matching_head(pretrained: Pretrained | None, info: dict) -> Pretrained | None:
+    """The starting weights with their fine-tuning head only where it is this task's: the same
+    kind and the same labels (a classifier's outputs reordered to this run's label order), so a
+    model fine-tuned elsewhere continues, and any other head is initialised afresh."""
+    if pretrained is None or pretrained.head is None:
+        return pretrained
+    same_kind = pretrained.kind == info["kind"]
+    theirs, ours = (pretrained.task or {}).get("labels"), info.get("labels")
+    params = {k: v for k, v in pretrained.params.items() if k not in HEAD_GROUPS}
+    if same_kind and (info["kind"] == "squad" or theirs == ours):
+        return pretrained
+    if same_kind and theirs and ours and sorted(theirs) == sorted(ours):
+        order = [theirs.index(label) for label in ours]
+        head = pretrained.params["classifier"]
+        params["classifier"] = {
+            "kernel": np.asarray(head["kernel"])[:, order],
+            "bias": np.asarray(head["bias"])[order],
+        }
+        return dataclasses.replace(pretrained, params=params)
+    logging.info(
+        "The starting weights' %s head (%s, labels %s) is not this task's (%s, labels %s): "
+        "it is initialised afresh.",
+        pretrained.head, pretrained.kind, theirs, info["kind"], ours,
+    )  # fmt: skip
+    return dataclasses.replace(pretrained, params=params)

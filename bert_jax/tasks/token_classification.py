@@ -1,19 +1,17 @@
 """Named-entity recognition: a label per word, predicted at the word's first sub-token."""
 
-import json
-
 import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
 from bert_jax import flops, scores
-from bert_jax.data import ner
+from bert_jax.data import input_lines, ner
 from bert_jax.model import BertConfig
 from bert_jax.model.task_models import BertForTokenClassification
 from bert_jax.tasks import finetuning
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.finetuning import forward
-from bert_jax.tasks.starting_point import starting_point
+from bert_jax.tasks.starting_point import starting_point, with_matching_head
 
 
 def loss(model, batch, dropout_rng):
@@ -101,21 +99,26 @@ def build(config: ConfigDict, workdir: str) -> Task:
         console_metric="accuracy",
         main_metric="f1",
         info=info,
-        pretrained=start.pretrained,
+        pretrained=with_matching_head(start.pretrained, info),
     )
 
 
 def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
     """{"words", "tags", "entities"} per line: JSON with "tokens", or text split at whitespace."""
-    labels = predictor.info["labels"]
+    labels, max_length = predictor.info["labels"], predictor.info["max_seq_length"]
     sentences = []
-    for line in lines:
-        words = json.loads(line)["tokens"] if line.lstrip().startswith("{") else line.split()
+    for index, line in enumerate(lines):
+        words = _words(index, line)
+        tokens = 2 + sum(len(predictor.tokenizer.encode(word)) for word in words)
+        if tokens > max_length:
+            raise input_lines.BadLine(
+                index,
+                f"has {tokens} tokens with [CLS] and [SEP], more than the {max_length} the model "
+                "reads (data.max_seq_length); split the sentence",
+            )
         sentences.append((words, [ner.OUTSIDE] * len(words)))
-    arrays = ner.encode_sentences(
-        predictor.tokenizer, sentences, {ner.OUTSIDE: 0}, predictor.info["max_seq_length"]
-    )
-    predictions = predictor.logits(arrays, batch_size).argmax(-1)
+    arrays = ner.encode_sentences(predictor.tokenizer, sentences, {ner.OUTSIDE: 0}, max_length)
+    predictions = predictor.logits(arrays, batch_size, per_token=True).argmax(-1)
     records = []
     for (words, _), starts, predicted in zip(
         sentences, arrays["word_starts"], predictions, strict=True
@@ -127,3 +130,13 @@ def predict(predictor, lines: list[str], batch_size: int) -> list[dict]:
         ]
         records.append({"words": words, "tags": tags, "entities": entities})
     return records
+
+
+def _words(index: int, line: str) -> list[str]:
+    """A JSON line's "tokens" (a list of strings), or the line split at whitespace."""
+    if not line.lstrip().startswith("{"):
+        return line.split()
+    words = input_lines.parse_json(index, line).get("tokens")
+    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+        raise input_lines.BadLine(index, 'has no "tokens" field holding a list of strings')
+    return words
