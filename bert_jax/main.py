@@ -48,7 +48,10 @@ def main(argv: list[str]) -> None:
     from bert_jax import console, distributed
     from bert_jax.trainer import train_and_evaluate  # heavy imports after the flags are checked
 
-    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    try:
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except UserError as error:
+        _fail(str(error))
 
     console.quiet_libraries()
     logging.info("Memory allocator: %s.", allocator.in_use())
