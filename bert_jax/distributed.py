@@ -17,16 +17,17 @@ def detected_cluster() -> type | None:
     it: the first of JAX's cluster types (opt-in ones such as mpi4py aside) that is present."""
     from jax._src import clusters  # JAX's detection itself; it has no public name
 
-    with warnings.catch_warnings():  # e.g. "Kubernetes detected but the package is missing"
-        warnings.simplefilter("ignore")
-        return next(
-            (
-                env
-                for env in clusters.ClusterEnv._cluster_types
-                if not env.opt_in_only_method and env.is_env_present()
-            ),
-            None,
-        )
+    for env in clusters.ClusterEnv._cluster_types:
+        if env.opt_in_only_method:
+            continue
+        try:
+            with warnings.catch_warnings():  # e.g. "Kubernetes found but its package is missing"
+                warnings.simplefilter("ignore")
+                if env.is_env_present():
+                    return env
+        except Exception as error:  # noqa: BLE001 - e.g. a TPU VM whose metadata server is away
+            logging.info("Not %s: checking for it failed (%s).", env.__name__, error)
+    return None
 
 
 def cluster_process_count(env: type) -> int:

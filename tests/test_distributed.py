@@ -107,6 +107,18 @@ def test_a_cloud_tpu_vm_pod_is_found_from_its_metadata(
     assert joined == ([(None, None, None)] if joins else [])
 
 
+def test_a_tpu_vm_whose_metadata_cannot_be_read_runs_as_one_process(
+    joined, monkeypatch, cloud_tpu_vm
+):
+    def unreachable(key):
+        raise ConnectionError(f"metadata {key}: no route to host")
+
+    monkeypatch.setattr(cloud_tpu_vm, "get_metadata", unreachable)
+    assert distributed.detected_cluster() is None
+    distributed.initialize(None, None, None)
+    assert joined == []
+
+
 def test_explicit_flags_join_and_one_process_skips_detection(joined, monkeypatch):
     distributed.initialize("localhost:1234", 2, 1)
     assert joined == [("localhost:1234", 2, 1)]
