@@ -14,11 +14,9 @@ count towards --trials and are not retried. One search process per study at a ti
 """
 
 import argparse
-import functools
 import os
 import sys
 import time
-from collections.abc import Callable
 
 from sweep_runs import (
     STOPPED_EARLY,
@@ -35,8 +33,6 @@ from sweep_runs import (
 )
 
 STUDY_NAME = "sweep"
-# (argv, workdir, report) -> the run's exit status, or None if `report` said prune and it stopped.
-Runner = Callable[[list[str], str, Callable[[dict[int, float]], bool]], int | None]
 
 
 def storage_url(args: argparse.Namespace) -> str:
@@ -111,14 +107,15 @@ def suggest(trial, spaces: list[Space]) -> tuple[dict[str, str], dict[str, str]]
 
 
 def trials_to_run(study, count: int):
-    """(trial, the values it reported before) for the trials a killed search left running, then
-    new trials until the study holds `count`."""
+    """(trial, the values it reported before, whether it is resumed): first the trials a killed
+    search left running, then new trials until the study holds `count`."""
     from optuna.trial import Trial, TrialState
 
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        yield Trial(study, frozen._trial_id), dict(frozen.intermediate_values)
+        # Trial() takes the storage's id, which FrozenTrial keeps private.
+        yield Trial(study, frozen._trial_id), dict(frozen.intermediate_values), True
     while len(study.get_trials(deepcopy=False)) < count:
-        yield study.ask(), {}
+        yield study.ask(), {}, False
 
 
 class Reporter:
@@ -138,15 +135,16 @@ class Reporter:
         return False
 
 
-def watch(argv: list[str], workdir: str, report, *, poll_seconds: float, metric: str) -> int | None:
-    """Runs the command, feeding `report` the values of `metric` as its event files get them;
-    stops the run (SIGTERM: a checkpoint, then exit) and returns None when `report` says prune."""
+def watch(argv: list[str], workdir: str, report: Reporter, args: argparse.Namespace) -> int | None:
+    """Runs the command, feeding `report` the values of --metric as its event files get them;
+    stops the run (SIGTERM: a checkpoint, then exit) and returns None when `report` says prune,
+    else the run's exit status."""
     process = start(argv)
     try:
         while True:
             status = process.poll()  # before reading: values written before an exit are read
             try:
-                values = read_metric(workdir, metric)
+                values = read_metric(workdir, args.metric)
             except Exception:  # noqa: BLE001 - a file being written can end mid-record: next poll
                 values = {}
             if report(values):
@@ -154,13 +152,13 @@ def watch(argv: list[str], workdir: str, report, *, poll_seconds: float, metric:
                 return None
             if status is not None:
                 return status
-            time.sleep(poll_seconds)
+            time.sleep(args.poll_seconds)
     except BaseException:
         stop(process)  # e.g. Ctrl-C: the run saves and stops; the trial stays RUNNING
         raise
 
 
-def run_trial(args, trial, reported: dict[int, float], label: str, runner: Runner) -> str:
+def run_trial(args, trial, reported: dict[int, float], resumed: bool, label: str) -> str:
     """Runs (or continues) one trial and tells the study how it ended; returns its table note."""
     from optuna.trial import TrialState
 
@@ -169,12 +167,12 @@ def run_trial(args, trial, reported: dict[int, float], label: str, runner: Runne
     trial.set_user_attr("run", name)
     workdir, argv = os.path.join(args.workdir_root, name), command(args, name, point)
     check_config(name, argv)
-    print(f"{label} {name}: {'resumed: ' if reported else ''}{' '.join(argv)}", flush=True)
+    print(f"{label} {name}: {'resumed: ' if resumed else ''}{' '.join(argv)}", flush=True)
     report = Reporter(trial, args.metric, reported)
     if reported and trial.should_prune():  # killed after the values that prune it
         status = None
     else:
-        status = 0 if finished(workdir) else runner(argv, workdir, report)
+        status = 0 if finished(workdir) else watch(argv, workdir, report, args)
     if status is None:
         step = max(report.reported)
         print(f"    trial {trial.number} pruned at step {step}", flush=True)
@@ -214,7 +212,7 @@ def notes_of(study) -> dict[str, str]:
     return notes
 
 
-def run_search(args: argparse.Namespace, runner: Runner | None = None) -> int:
+def run_search(args: argparse.Namespace) -> int:
     """The search: continue or start the study, run trials until it holds --trials, rank them."""
     try:
         import optuna  # noqa: F401 - an optional dependency: say how to get it
@@ -222,15 +220,14 @@ def run_search(args: argparse.Namespace, runner: Runner | None = None) -> int:
         sys.exit("sweep.py: error: --search=optuna needs Optuna; pip install -e '.[sweep]'")
     probe = {s.key: s.choices[0] if s.kind == "choice" else str(s.low) for s in args.spaces}
     check_config("trial=0", command(args, "trial=0", probe))  # before anything is written
-    runner = runner or functools.partial(watch, poll_seconds=args.poll_seconds, metric=args.metric)
     study = open_study(args)
     if study.get_trials(deepcopy=False):
         print(f"Continuing the study in {args.storage or args.workdir_root}: "
               f"{len(study.get_trials(deepcopy=False))} trials so far.", flush=True)  # fmt: skip
     interrupted = False
-    for trial, reported in trials_to_run(study, args.trials):
+    for trial, reported, resumed in trials_to_run(study, args.trials):
         label = f"[{trial.number + 1}/{args.trials}]"
-        note = run_trial(args, trial, reported, label, runner)
+        note = run_trial(args, trial, reported, resumed, label)
         if note.startswith("  (stopped"):
             interrupted = True  # the run was stopped from outside: so is this search, likely
             break

@@ -244,17 +244,17 @@ def test_the_pruner_stops_trials_that_fall_behind_and_a_reopened_study_resumes_i
     args = cli.parse_args([*flags, "--trials=3"])
     study = sweep_search.open_study(args)
     trials = sweep_search.trials_to_run(study, args.trials)
-    first, reported = next(trials)
-    assert reported == {}
+    first, reported, resumed = next(trials)
+    assert (reported, resumed) == ({}, False)
     report = sweep_search.Reporter(first, args.metric, reported)
     assert not report({4: sign * 5.0, 8: sign * 4.0})
     study.tell(first, sign * 4.0)
-    second, _ = next(trials)
+    second, _, _ = next(trials)
     report = sweep_search.Reporter(second, args.metric, {})
     assert not report({2: sign * 9.0})  # before the warm-up's end: never pruned
     assert report({2: sign * 9.0, 4: sign * 6.0})  # behind the first trial at step 4
     study.tell(second, state=TrialState.PRUNED)
-    third, _ = next(trials)
+    third, _, _ = next(trials)
     assert not sweep_search.Reporter(third, args.metric, {})({4: sign * 4.5})
     del study, trials  # the search is killed here: the third trial stays RUNNING
 
@@ -262,9 +262,9 @@ def test_the_pruner_stops_trials_that_fall_behind_and_a_reopened_study_resumes_i
     study = sweep_search.open_study(args)
     assert os.path.exists(tmp_path / "study.db")
     resumed = list(sweep_search.trials_to_run(study, args.trials))
-    numbers = [(trial.number, reported) for trial, reported in resumed[:1]]
-    assert numbers == [(2, {4: sign * 4.5})]  # the killed one first, with its values
-    assert len(resumed) == 2 and resumed[1][0].number == 3  # then new ones up to --trials
+    (trial, reported, again), (new, _, fresh) = resumed  # then new ones up to --trials
+    assert (trial.number, reported, again) == (2, {4: sign * 4.5}, True)  # the killed one first
+    assert (new.number, fresh) == (3, False)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "RUNNING", "RUNNING"]
 
 
