@@ -6,6 +6,8 @@ from ml_collections import ConfigDict
 
 from bert_jax.data.sentence_pairs import check_sentence_task
 from bert_jax.errors import UserError
+from bert_jax.model.config import bert_config
+from bert_jax.optim import build_optimizer
 
 
 def _require(ok: bool, message: str) -> None:
@@ -58,6 +60,10 @@ def validate_config(config: ConfigDict) -> None:
     )
     if "task" not in config:
         _validate_pretraining_data(config.data)
+        # Checked now, not when the model and optimizer are built: a corpus given directly is
+        # prepared into the workdir before that, and a bad setting must leave no workdir.
+        bert_config(config.model.preset, vocab_size=8)
+        build_optimizer(config)
 
 
 def _lookup(config: ConfigDict, key: str):
@@ -102,4 +108,14 @@ def _validate_pretraining_data(data: ConfigDict) -> None:
     _require(
         data.max_seq_length >= 8,
         f"data.max_seq_length={data.max_seq_length} is too short; use at least 8 tokens.",
+    )
+    for key in ("num_workers", "prefetch"):
+        _require(data[key] >= 0, f"data.{key}={data[key]} must be 0 or more.")
+    for key in ("prepare_workers", "tokenizer_sample_sentences", "num_shards"):
+        if data[key] is not None:
+            _require(data[key] >= 1, f"data.{key}={data[key]} must be 1 or more.")
+    _require(
+        data.corpus != "prepared:",
+        "data.corpus='prepared:' names no directory; use prepared:DIR with the --output of "
+        "bert_jax.prepare.",
     )

@@ -100,9 +100,9 @@ def add_finetuning(c: config_dict.ConfigDict, *, task: str, max_seq_length: int)
     c.data.max_seq_length = max_seq_length
     c.data.eval_batch_size = 64
     c.data.max_train_examples = config_dict.placeholder(int)  # unset: all
-    # Sentence classification/regression only: pack several short training examples into each
-    # row (each attends only to itself), so fewer rows are padding; batch_size then counts rows.
-    # Evaluation stays unpacked.
+    # Sentence classification/regression only: each step's batch_size training examples are
+    # packed into as few rows as fit (each attends only to itself), so little compute goes to
+    # padding; batch_size and the steps still count examples. Evaluation stays unpacked.
     c.data.pack_sequences = False
     c.data.max_segments_per_row = 8  # examples per packed row at most
 

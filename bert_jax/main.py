@@ -1,11 +1,10 @@
 """Entry point: `python -m bert_jax.main --config=configs/pretrain.py --workdir=DIR`."""
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bert_jax import allocator
+from bert_jax.cli import fail, parse_flags
 from bert_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -19,32 +18,9 @@ flags.DEFINE_integer("num_processes", None, "Processes in the job (with --coordi
 flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
 
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl parsing, with one-line errors instead of tracebacks for bad flags and configs."""
-    try:
-        remaining = FLAGS(argv)
-        if FLAGS.config is None:
-            _fail("--config is required, e.g. --config=configs/pretrain.py.")
-        FLAGS.config.keys()  # a config file that failed to load raises only when first read
-    except flags.Error as error:
-        _fail(f"{error}; see --helpfull.")
-    except (AttributeError, KeyError) as error:
-        key = str(error).strip("\"'")
-        _fail(f"the config has no key {key!r}; check the --config.* flags against the config file.")
-    except (OSError, SyntaxError, TypeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[-1].strip()  # the root cause, not the preamble
-        _fail(f"the config could not be loaded ({reason}); check --config and its overrides.")
-    return remaining
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
+        fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
     from bert_jax import console, distributed
     from bert_jax.trainer import train_and_evaluate  # heavy imports after the flags are checked
 
@@ -60,7 +36,7 @@ def main(argv: list[str]) -> None:
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except UserError as error:
         logging.error("%s", error)
-        _fail(str(error))
+        fail(str(error))
 
 
 if __name__ == "__main__":

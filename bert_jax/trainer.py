@@ -17,7 +17,6 @@ from ml_collections import ConfigDict
 from bert_jax import flops, sharding, train_metrics
 from bert_jax import workdir as workdir_lib
 from bert_jax.config_checks import resolve_derived, validate_config
-from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.optim import build_optimizer
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.registry import build_task
@@ -44,9 +43,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh(config)
     sharding.check_batch_split(config.batch_size, mesh, config, "batch_size")
     sharding.check_batch_split(config.data.eval_batch_size, mesh, config, "data.eval_batch_size")
-    resumed_meta = workdir_lib.latest_meta(workdir)
-    saved_tokenizer = tokenizer_from_meta(resumed_meta) if resumed_meta else None
-    task = build_task(config, workdir, saved_tokenizer)
+    task = build_task(config, workdir)
+    workdir_lib.check_same_data(workdir_lib.latest_meta(workdir), task.data_fingerprint, workdir)
     config = resolve_derived(config, task.train.batches_per_epoch, task.main_metric)
     tx, schedule = build_optimizer(config)
     spec = state_spec(config, task.model_config, task.build_model, tx, mesh)
@@ -85,7 +83,9 @@ class _Loop:
     ):  # fmt: skip
         self.config, self.workdir, self.mesh, self.task = config, workdir, mesh, task
         self.checkpoints, self.schedule = checkpoints, schedule
-        self.meta = encode_meta(config.to_json(), task.tokenizer, task.model_config, task.info)
+        self.meta = encode_meta(
+            config.to_json(), task.tokenizer, task.model_config, task.info, task.data_fingerprint
+        )
         self.window = train_metrics.MetricWindow()
         self.batch_sharding = sharding.batch_sharding(mesh, config)
         replicated = sharding.replicated(mesh)
@@ -161,9 +161,11 @@ class _Loop:
 
     def throughput(self, step: int) -> dict[str, float]:
         steps_per_sec = self.progress.steps_per_sec(step)
+        accum = self.config.optimizer.grad_accum_steps
         tokens_per_sec = steps_per_sec * self.tokens_per_step
         devices = jax.device_count()
         return {
+            "examples_per_sec": steps_per_sec * self.config.batch_size * accum,
             "tokens_per_sec": tokens_per_sec,
             "tokens_per_sec_per_device": tokens_per_sec / devices,
             "mfu": steps_per_sec * self.flops_per_step / (devices * self.peak_flops),

@@ -52,15 +52,31 @@ def _manager(directory: str, name: str, **options) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(_absolute(directory), options=options, item_names=ITEMS)
 
 
-def encode_meta(config_json: str, tokenizer, model_config, task_info: dict) -> dict[str, str]:
+def encode_meta(
+    config_json: str, tokenizer, model_config, task_info: dict, data_fingerprint: str | None = None
+) -> dict[str, str]:
     """Run metadata stored with every checkpoint, so a checkpoint alone can be used elsewhere:
-    the run config, the tokenizer, the model architecture and what the task's `predict` needs."""
+    the run config, the tokenizer, the model architecture, what the task's `predict` needs, and
+    the checksum of the prepared data it trained on."""
+    fingerprint = {} if data_fingerprint is None else {"data_fingerprint": data_fingerprint}
     return {
         "config": config_json,
         "model": json.dumps(dataclasses.asdict(model_config)),
         "task": json.dumps(task_info),
         **tokenizer_to_meta(tokenizer),
+        **fingerprint,
     }
+
+
+def check_same_data(meta: dict | None, data_fingerprint: str | None, workdir: str) -> None:
+    """Refuses to resume a run on prepared data other than the data its checkpoints saw."""
+    saved = (meta or {}).get("data_fingerprint")
+    if saved is not None and data_fingerprint is not None and saved != data_fingerprint:
+        raise UserError(
+            f"{workdir} was trained on other prepared data (manifest checksum {saved[:12]}..., "
+            f"now {data_fingerprint[:12]}...); resume with the data it started with or choose a "
+            "new --workdir."
+        )
 
 
 class Checkpoints:

@@ -25,4 +25,5 @@ def get_config() -> config_dict.ConfigDict:
     c.data.label = config_dict.placeholder(str)
     c.data.header = config_dict.placeholder(bool)
     c.data.labels = config_dict.placeholder(tuple)  # label names, in id order
+    c.data.pack_sequences = True  # the same examples per step in fewer, fuller rows
     return c

@@ -30,12 +30,18 @@ def get_config() -> config_dict.ConfigDict:
     c.model = model("tiny")
 
     c.data = config_dict.ConfigDict()
-    c.data.corpus = "default"  # "default", a path or glob (comma-separated), or "tfds:NAME"
+    # "default", a text file / glob / comma-separated list, "tfds:NAME", or "prepared:DIR" (made
+    # by `python -m bert_jax.prepare`); anything but prepared: is prepared into WORKDIR/prepared.
+    c.data.corpus = "default"
     c.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir (local or gs://)
     c.data.split = "train"  # TFDS split
     c.data.text_key = "text"  # TFDS feature holding a document
-    c.data.tokenizer = config_dict.placeholder(str)  # a SentencePiece .model; unset: train one
+    # A SentencePiece .model or a WordPiece vocab.txt; unset: train a SentencePiece model.
+    c.data.tokenizer = config_dict.placeholder(str)
+    c.data.do_lower_case = config_dict.placeholder(bool)  # WordPiece; unset: lowercase
     c.data.vocab_size = 8000  # for a trained tokenizer; a loaded one brings its own
+    c.data.tokenizer_sample_sentences = 2_000_000  # a trained tokenizer's seeded corpus sample
+    c.data.num_shards = config_dict.placeholder(int)  # unset: one per 64 MiB of text
     c.data.max_seq_length = 128
     c.data.short_seq_prob = 0.1
     c.data.masked_lm_prob = 0.15  # max_predictions_per_seq is derived from this, never set
@@ -44,6 +50,9 @@ def get_config() -> config_dict.ConfigDict:
     c.data.eval_fraction = 0.05  # held-out share of documents
     c.data.eval_batch_size = 64
     c.data.max_eval_batches = 8
+    c.data.num_workers = 1  # processes reading and masking batches (0: in the training process)
+    c.data.prefetch = 4  # batches each worker prepares ahead
+    c.data.prepare_workers = 1  # processes preparing a corpus given directly (not prepared:)
 
     c.optimizer = optimizer()
     return c

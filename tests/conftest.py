@@ -1,6 +1,7 @@
 """Shared helpers: run the entry point as a user would, and read what it left in the workdir."""
 
 import glob
+import importlib.util
 import os
 import subprocess
 import sys
@@ -70,6 +71,18 @@ def main_command(workdir: str, **overrides) -> list[str]:
     flags = [f"--config.{key}={value}" for key, value in settings.items()]
     command = [sys.executable, "-m", "bert_jax.main", f"--config={CONFIG}", f"--workdir={workdir}"]
     return command + flags
+
+
+def load_pretrain_config(**overrides):
+    """configs/pretrain.py's config with `overrides` ({"data.corpus": ...}), as commands make it."""
+    spec = importlib.util.spec_from_file_location("pretrain_config", CONFIG)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = value
+    return config
 
 
 def run_main(workdir: str, env: dict | None = None, **overrides) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""A run stopped at any moment and rerun ends exactly like an uninterrupted one (bitwise on CPU)."""
+"""A run stopped at any moment and rerun ends exactly like an uninterrupted one (bitwise on CPU),
+also when the rerun streams its input with another number of worker processes."""
 
 import os
 import shutil
@@ -77,9 +78,11 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(reference, corpus_file, tm
         for name in files:
             open(os.path.join(root, name), "wb").close()  # truncated to nothing
 
-    result = run_main(workdir, **SETTINGS, **{"data.corpus": corpus_file})
+    # Resumed with the batches read and masked in this process instead of a worker.
+    result = run_main(workdir, **SETTINGS, **{"data.corpus": corpus_file, "data.num_workers": 0})
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from the checkpoint at step {newest}" in result.stderr
+    assert "Preparing" not in result.stderr  # the corpus was prepared once, by the first run
     assert not os.path.exists(half_written)
     assert_same_run(reference, workdir)
 
@@ -91,7 +94,8 @@ def test_sigterm_saves_exits_cleanly_and_rerun_matches(reference, corpus_file, t
     saved = max(int(s) for s in os.listdir(checkpoints) if s.isdigit())
     assert 30 <= saved < STEPS  # saved where it stopped, not at the last periodic checkpoint (20)
 
-    result = run_main(workdir, **SETTINGS, **{"data.corpus": corpus_file})
+    # Resumed with two worker processes instead of one.
+    result = run_main(workdir, **SETTINGS, **{"data.corpus": corpus_file, "data.num_workers": 2})
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from the checkpoint at step {saved}" in result.stderr
     assert_same_run(reference, workdir)

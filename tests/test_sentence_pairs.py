@@ -2,18 +2,24 @@
 
 import collections
 import json
+import os
+import tempfile
 
 import numpy as np
 import pytest
 
-from bert_jax.data.batches import EpochBatches, fixed_batches, pretraining_batches
+from bert_jax.data.keyed_random import RowRandom, derive_key
 from bert_jax.data.masking import mask_tokens
+from bert_jax.data.pair_records import RowLayout, encode_pair
+from bert_jax.data.prepared_records import PreparedRecords
 from bert_jax.data.sentence_pairs import (
     PairExamples,
     create_pair_examples,
     max_predictions_per_seq,
     split_documents,
 )
+from bert_jax.data.shard_files import write_records
+from bert_jax.data.streaming import StreamedBatches, eval_batches
 from bert_jax.errors import UserError
 
 PAD, UNK, CLS, SEP, MASK = range(5)
@@ -158,9 +164,17 @@ def expected_counts(ids: np.ndarray) -> np.ndarray:
     return np.minimum(MASKING["max_predictions"], np.maximum(1, np.round(maskable * 0.15)))
 
 
-def test_masking_picks_the_expected_number_of_non_special_positions():
+# NumPy's generator, and the per-row keyed numbers streamed batches are masked with.
+GENERATORS = {
+    "numpy": lambda seed, rows: np.random.default_rng(seed),
+    "row_keys": lambda seed, rows: RowRandom(derive_key(seed, np.arange(rows))),
+}
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_masking_picks_the_expected_number_of_non_special_positions(generator):
     ids = random_rows()
-    out = mask_tokens(ids, rng=np.random.default_rng(0), **MASKING)
+    out = mask_tokens(ids, rng=GENERATORS[generator](0, len(ids)), **MASKING)
     positions, weights = out["masked_lm_positions"], out["masked_lm_weights"]
     assert positions.shape == (len(ids), MASKING["max_predictions"])
     assert np.array_equal(weights.sum(1), expected_counts(ids))
@@ -175,9 +189,10 @@ def test_masking_picks_the_expected_number_of_non_special_positions():
     assert np.array_equal(out["input_ids"][untouched], ids[untouched])
 
 
-def test_masked_positions_are_80_percent_mask_10_random_10_unchanged():
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_masked_positions_are_80_percent_mask_10_random_10_unchanged(generator):
     ids = random_rows()
-    out = mask_tokens(ids, rng=np.random.default_rng(1), **MASKING)
+    out = mask_tokens(ids, rng=GENERATORS[generator](1, len(ids)), **MASKING)
     real = out["masked_lm_weights"] > 0
     now = np.take_along_axis(out["input_ids"], out["masked_lm_positions"], 1)[real]
     before = out["masked_lm_ids"][real]
@@ -187,11 +202,12 @@ def test_masked_positions_are_80_percent_mask_10_random_10_unchanged():
     assert (now[now != MASK] >= 5).all()
 
 
-def test_whole_word_masking_masks_whole_words_only():
-    rng = np.random.default_rng(2)
-    word_start = rng.random(VOCAB) < 0.4
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_whole_word_masking_masks_whole_words_only(generator):
+    word_start = np.random.default_rng(2).random(VOCAB) < 0.4
     word_start[:5] = True
     ids = random_rows(1000)
+    rng = GENERATORS[generator](3, len(ids))
     out = mask_tokens(ids, rng=rng, word_start=word_start, **MASKING)
     chosen = np.zeros(ids.shape, bool)
     np.put_along_axis(chosen, out["masked_lm_positions"], out["masked_lm_weights"] > 0, 1)
@@ -203,10 +219,25 @@ def test_whole_word_masking_masks_whole_words_only():
     assert (out["masked_lm_weights"].sum(1) <= expected_counts(ids)).all()
 
 
-# The iterator over a small set of pair examples.
-def iterator(examples=None, **options) -> EpochBatches:
-    settings = {"global_batch_size": 8, "seed": 0, "masking": MASKING} | options
-    return pretraining_batches(examples or pairs("nsp"), **settings)
+# The streamed iterator over a small set of pair examples, written as a one-shard split.
+LAYOUT = RowLayout(dtype="<u2", max_seq_length=S, cls_id=CLS, sep_id=SEP, pad_id=PAD)
+_SPLITS = tempfile.TemporaryDirectory()
+
+
+def as_records(examples: PairExamples) -> PreparedRecords:
+    """The examples as the records of a prepared split (one ArrayRecord shard)."""
+    records = []
+    for row, label in zip(examples.input_ids, examples.next_sentence_labels, strict=True):
+        a, b = segments(row)
+        records.append(encode_pair(a.tolist(), b.tolist(), int(label), np.dtype("<u2")))
+    path = os.path.join(_SPLITS.name, f"{len(os.listdir(_SPLITS.name))}.array_record")
+    write_records(path, records)
+    return PreparedRecords([(path, len(records))])
+
+
+def iterator(examples=None, **options) -> StreamedBatches:
+    settings = {"global_batch_size": 8, "seed": 0} | options
+    return StreamedBatches(as_records(examples or pairs("nsp")), LAYOUT, MASKING, **settings)
 
 
 def take(batches, count: int) -> list[dict]:
@@ -299,15 +330,18 @@ def test_impossible_batch_sizes_are_user_errors(options):
 
 def test_fixed_batches_are_in_order_masked_once_and_full():
     examples = pairs("nsp")
-    batches = fixed_batches(examples, batch_size=8, seed=0, masking=MASKING, num_batches=3)
-    assert_same(
-        batches, fixed_batches(examples, batch_size=8, seed=0, masking=MASKING, num_batches=3)
-    )
+    records = as_records(examples)
+
+    def fixed_batches(**options):
+        return eval_batches(records, LAYOUT, MASKING, seed=0, **options)
+
+    batches = fixed_batches(batch_size=8, num_batches=3)
+    assert_same(batches, fixed_batches(batch_size=8, num_batches=3))
     assert len(batches) == 3
     assert np.array_equal(
         np.concatenate([b["token_type_ids"] for b in batches]), examples.token_type_ids[:24]
     )
-    everything = fixed_batches(examples, batch_size=8, seed=0, masking=MASKING)
+    everything = fixed_batches(batch_size=8)
     assert len(everything) == len(examples) // 8
     with pytest.raises(UserError, match=r"data\.eval_batch_size"):
-        fixed_batches(examples, batch_size=len(examples) + 1, seed=0, masking=MASKING)
+        fixed_batches(batch_size=len(examples) + 1)

@@ -54,7 +54,7 @@ def time_calls(run_once: Callable[[], object], warmup: int, repeats: int) -> Tim
 def synthetic_batch(
     batch: int, seq_len: int, max_predictions: int, vocab_size: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """A batch with the keys, shapes and dtypes `pretraining_batches` yields, random contents."""
+    """A batch with the keys, shapes and dtypes the pretraining input yields, random contents."""
     rng = np.random.default_rng(seed)
     second_segment = np.arange(seq_len) >= seq_len // 2
     positions = np.sort(rng.random((batch, seq_len)).argsort(axis=1)[:, :max_predictions], axis=1)

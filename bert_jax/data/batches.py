@@ -1,18 +1,18 @@
-"""Batches: an endless, seeded, resumable epoch iterator, masked pretraining batches on it, and
-fixed eval sets (masked once for pretraining, padded to full batches for fine-tuning).
+"""Fine-tuning batches: an endless, seeded, resumable epoch iterator over in-memory feature arrays
+(plain, length-bucketed or packed), and eval sets padded to full batches. (Pretraining streams
+prepared shards: `streaming.py`.)
 
 Every random choice is a function of (seed, epoch, batch), so the iterator's whole state is two
 integers and a restored run sees exactly the batches it would have seen. Batch contents do not
-depend on the number of processes: each process masks the global batch and keeps its own rows.
+depend on the number of processes: each process builds the global batch and keeps its own rows.
 """
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 import numpy as np
 
-from bert_jax.data.masking import mask_tokens
-from bert_jax.data.sentence_pairs import PairExamples
+from bert_jax.data.bucketing import pad_rows, row_bucket, trim_to_bucket
+from bert_jax.data.packing import pack_examples
 from bert_jax.errors import UserError
 
 Batch = dict[str, np.ndarray]
@@ -45,8 +45,7 @@ class EpochBatches(Iterator[Batch]):
         self._make_batch = make_batch
         self._batch_size = global_batch_size
         self._seed = seed
-        local = global_batch_size // process_count
-        self._local_rows = slice(process_index * local, (process_index + 1) * local)
+        self._process_index, self._process_count = process_index, process_count
         self._shuffle = shuffle
         self._batches_per_epoch = num_examples // global_batch_size  # the remainder is dropped
         self._epoch = self._batch = 0
@@ -78,7 +77,10 @@ class EpochBatches(Iterator[Batch]):
         rows = self._order[start : start + self._batch_size]
         rng = np.random.default_rng([self._seed, self._epoch, self._batch, 1])
         batch = self._make_batch(rows, rng)
-        batch = {name: array[self._local_rows] for name, array in batch.items()}
+        # This process's share of the rows (a packed batch may have another row count).
+        local = len(next(iter(batch.values()))) // self._process_count
+        start = self._process_index * local
+        batch = {name: array[start : start + local] for name, array in batch.items()}
         self._batch += 1
         if self._batch == self._batches_per_epoch:
             self._epoch, self._batch = self._epoch + 1, 0
@@ -90,77 +92,6 @@ class EpochBatches(Iterator[Batch]):
         if not self._shuffle:
             return np.arange(self._num_examples)
         return np.random.default_rng([self._seed, self._epoch]).permutation(self._num_examples)
-
-
-def pretraining_batches(
-    examples: PairExamples,
-    *,
-    global_batch_size: int,
-    seed: int,
-    masking: Mapping[str, Any],
-    process_index: int = 0,
-    process_count: int = 1,
-    shuffle: bool = True,
-) -> EpochBatches:
-    """Sentence pairs dynamically masked per batch; `masking` holds `mask_tokens`'s options."""
-    masking = dict(masking)
-    return EpochBatches(
-        len(examples),
-        lambda rows, rng: _masked_batch(examples, rows, rng, masking),
-        global_batch_size=global_batch_size,
-        seed=seed,
-        process_index=process_index,
-        process_count=process_count,
-        shuffle=shuffle,
-    )
-
-
-def _masked_batch(
-    examples: PairExamples, rows: np.ndarray, rng: np.random.Generator, masking: Mapping[str, Any]
-) -> Batch:
-    """Masks the given examples together."""
-    input_ids = examples.input_ids[rows]
-    batch = {
-        "token_type_ids": examples.token_type_ids[rows],
-        "attention_mask": (input_ids != examples.pad_id).astype(np.int32),
-        "next_sentence_labels": examples.next_sentence_labels[rows],
-        **mask_tokens(input_ids, rng=rng, **masking),
-    }
-    return batch
-
-
-def fixed_batches(
-    examples: PairExamples,
-    *,
-    batch_size: int,
-    seed: int,
-    masking: Mapping[str, Any],
-    num_batches: int | None = None,
-    process_index: int = 0,
-    process_count: int = 1,
-) -> list[Batch]:
-    """The eval set: the first `num_batches` (default all) full batches, in order, masked once.
-
-    The remainder that does not fill a batch is dropped, so every eval batch has the same shape.
-    """
-    check_batch_size(
-        "data.eval_batch_size", batch_size, process_count, num_examples=len(examples),
-        more_data="raise data.eval_fraction",
-    )  # fmt: skip
-    batches = pretraining_batches(
-        examples,
-        global_batch_size=batch_size,
-        seed=seed,
-        masking=masking,
-        process_index=process_index,
-        process_count=process_count,
-        shuffle=False,
-    )
-    available = len(examples) // batch_size
-    return [
-        next(batches)
-        for _ in range(available if num_batches is None else min(available, num_batches))
-    ]
 
 
 def check_batch_size(
@@ -193,12 +124,19 @@ def array_batches(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
+    max_seq_length: int | None = None,
 ) -> EpochBatches:
-    """Shuffled batches of rows of equally long feature arrays (fine-tuning examples)."""
+    """Shuffled batches of rows of equally long feature arrays (fine-tuning examples); with
+    `max_seq_length`, each batch is cut to the length bucket of its longest row."""
     num_examples = len(next(iter(arrays.values())))
+
+    def make_batch(rows, rng):
+        batch = {name: array[rows] for name, array in arrays.items()}
+        return batch if max_seq_length is None else trim_to_bucket(batch, max_seq_length)
+
     return EpochBatches(
         num_examples,
-        lambda rows, rng: {name: array[rows] for name, array in arrays.items()},
+        make_batch,
         global_batch_size=global_batch_size,
         seed=seed,
         process_index=process_index,
@@ -213,23 +151,67 @@ def padded_batches(
     batch_size: int,
     process_index: int = 0,
     process_count: int = 1,
+    max_seq_length: int | None = None,
 ) -> list[Batch]:
-    """Every row once, in order, in full batches: the last is padded with copies of row 0 whose
-    `example_weight` is 0, so all batches share one shape and metrics skip the padding.
+    """Every row once in full batches: the last is padded with copies of the first (shortest)
+    row whose `example_weight` is 0, so metrics skip the padding. `example_index` numbers the
+    rows, so outputs can be matched back to their examples.
 
-    `example_index` numbers the rows, so outputs can be matched back to their examples."""
+    With `max_seq_length`, rows go shortest first and each batch is cut to the length bucket of
+    its longest row (a few shapes, little padding); without it, rows stay in order."""
     check_batch_size("data.eval_batch_size", batch_size, process_count)
     num_examples = len(next(iter(arrays.values())))
+    order = np.arange(num_examples)
+    if max_seq_length is not None:
+        order = np.argsort(np.asarray(arrays["attention_mask"]).sum(axis=1), kind="stable")
     padded = -(-num_examples // batch_size) * batch_size
-    rows = np.concatenate([np.arange(num_examples), np.zeros(padded - num_examples, np.int64)])
+    rows = np.concatenate([order, np.full(padded - num_examples, order[0] if len(order) else 0)])
     columns = {name: array[rows] for name, array in arrays.items()}
     columns["example_weight"] = (np.arange(padded) < num_examples).astype(np.float32)
     columns["example_index"] = rows.astype(np.int32)
     local = batch_size // process_count
-    return [
-        {
-            name: array[start + process_index * local : start + (process_index + 1) * local]
-            for name, array in columns.items()
-        }
-        for start in range(0, padded, batch_size)
-    ]
+    batches = []
+    for start in range(0, padded, batch_size):
+        batch = {name: array[start : start + batch_size] for name, array in columns.items()}
+        if max_seq_length is not None:
+            batch = trim_to_bucket(batch, max_seq_length)
+        begin = process_index * local
+        batches.append({name: array[begin : begin + local] for name, array in batch.items()})
+    return batches
+
+
+def packed_batches(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    global_batch_size: int,
+    seed: int,
+    max_segments: int,
+    pad_id: int,
+    row_multiple: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> EpochBatches:
+    """Shuffled batches of `global_batch_size` examples each, as unpacked, but each batch's
+    examples packed into as few rows as fit (data/packing.py), padded with empty rows to a
+    row-count bucket (a multiple of `row_multiple`): the same examples per update, a fraction
+    of the tokens."""
+    num_examples = len(next(iter(arrays.values())))
+
+    def make_batch(rows, rng):
+        packed = pack_examples(
+            {name: array[rows] for name, array in arrays.items()},
+            max_segments=max_segments,
+            pad_id=pad_id,
+        )
+        filled = len(packed["input_ids"])
+        return pad_rows(packed, row_bucket(filled, global_batch_size, row_multiple))
+
+    return EpochBatches(
+        num_examples,
+        make_batch,
+        global_batch_size=global_batch_size,
+        seed=seed,
+        process_index=process_index,
+        process_count=process_count,
+        more_data="add training data",
+    )

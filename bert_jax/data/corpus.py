@@ -7,7 +7,6 @@ is what the sentence-pair (NSP/SOP) construction in `pretraining.py` needs.
 import ast
 import glob
 import importlib.util
-import io
 import os
 import re
 import sys
@@ -127,9 +126,9 @@ def load_documents(
     if spec == "default":
         documents = default_corpus()
     elif spec.startswith("tfds:"):
-        documents = _tfds_documents(spec.removeprefix("tfds:"), data_dir, split, text_key)
+        documents = tfds_documents(spec.removeprefix("tfds:"), data_dir, split, text_key)
     else:
-        documents = [doc for path in _matching_files(spec) for doc in _read_bert_text(path)]
+        documents = [doc for path in matching_files(spec) for doc in _read_bert_text(path)]
     if not documents:
         raise UserError(
             f"data.corpus={spec!r} holds no usable sentences; point it at text with "
@@ -138,7 +137,7 @@ def load_documents(
     return documents
 
 
-def _matching_files(spec: str) -> list[str]:
+def matching_files(spec: str) -> list[str]:
     """The files a comma-separated list of paths or globs names, each pattern sorted."""
     files = []
     for pattern in filter(None, (p.strip() for p in spec.split(","))):
@@ -162,12 +161,18 @@ def _glob(pattern: str) -> list[str]:
     return [p for p in local if os.path.isfile(p)]
 
 
+def clean_line(line: bytes) -> str:
+    """One line of a BERT-format file as a sentence: UTF-8 (bad bytes replaced), whitespace
+    collapsed; '' for a blank line, which ends a document."""
+    return " ".join(line.decode("utf-8", "replace").split())
+
+
 def _read_bert_text(path: str) -> list[Document]:
     """Parses one file of sentences, one per line, with blank lines between documents."""
     documents: list[Document] = [[]]
-    with epath.Path(path).open("rb") as raw, io.TextIOWrapper(raw, "utf-8", "replace") as lines:
+    with epath.Path(path).open("rb") as lines:
         for line in lines:
-            sentence = " ".join(line.split())
+            sentence = clean_line(line)
             if sentence:
                 documents[-1].append(sentence)
             elif documents[-1]:
@@ -175,15 +180,42 @@ def _read_bert_text(path: str) -> list[Document]:
     return [doc for doc in documents if doc]
 
 
-def _tfds_documents(name: str, data_dir: str | None, split: str, text_key: str) -> list[Document]:
-    """One document per example of an already prepared TFDS dataset (nothing is downloaded)."""
+def tfds_document_count(name: str, data_dir: str | None, split: str, text_key: str) -> int:
+    """How many examples (documents) the TFDS split holds, from its metadata."""
+    _, info = _tfds_dataset(name, data_dir, split, text_key)
+    return info.splits[split].num_examples
+
+
+def tfds_documents(
+    name: str,
+    data_dir: str | None,
+    split: str,
+    text_key: str,
+    start: int = 0,
+    stop: int | None = None,
+) -> list[Document]:
+    """The documents of examples [start, stop) of an already prepared TFDS dataset (nothing is
+    downloaded); examples without a usable sentence give none."""
     import tensorflow_datasets as tfds
 
+    sliced = bool(start or stop is not None)
+    if sliced and "[" not in split:  # TFDS reads just that slice of the split
+        split, sliced = f"{split}[{start}:{'' if stop is None else stop}]", False
+    dataset, _ = _tfds_dataset(name, data_dir, split, text_key)
+    if sliced:
+        dataset = dataset.skip(start)
+        if stop is not None:
+            dataset = dataset.take(stop - start)
+    texts = (example[text_key].decode("utf-8") for example in tfds.as_numpy(dataset))
+    return [doc for doc in map(split_sentences, texts) if doc]
+
+
+def _tfds_dataset(name: str, data_dir: str | None, split: str, text_key: str):
+    """(dataset, info) of a TFDS dataset that has the text feature."""
     dataset, info = load_tfds(name, split=split, data_dir=data_dir, setting="data.corpus")
     if text_key not in info.features:
         raise UserError(
             f"data.corpus='tfds:{name}' has no feature {text_key!r}; set "
             f"data.text_key to one of {sorted(info.features)}."
         )
-    texts = (example[text_key].decode("utf-8") for example in tfds.as_numpy(dataset))
-    return [doc for doc in map(split_sentences, texts) if doc]
+    return dataset, info

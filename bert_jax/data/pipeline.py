@@ -1,41 +1,43 @@
-"""Config -> tokenizer and pretraining batches: text, tokens, sentence pairs, masked batches."""
+"""Config -> tokenizer, streamed pretraining batches and fixed eval batches, always from a
+prepared directory: `prepared:DIR`, or WORKDIR/prepared, made from any other corpus on the first
+run (so a resume reads the manifest and never tokenizes again).
+"""
 
 import dataclasses
+import hashlib
+import os
+import tempfile
 
 import jax
 from absl import logging
 from ml_collections import ConfigDict
 
-from bert_jax.data.batches import EpochBatches, fixed_batches, pretraining_batches
-from bert_jax.data.corpus import load_documents
-from bert_jax.data.sentence_pairs import (
-    create_pair_examples,
-    max_predictions_per_seq,
-    split_documents,
-)
-from bert_jax.data.sentencepiece import SentencePiece
+from bert_jax.data.any_tokenizer import AnyTokenizer
+from bert_jax.data.manifest import MANIFEST_FILE, Manifest, check_settings, read_manifest
+from bert_jax.data.pair_records import RowLayout, record_dtype
+from bert_jax.data.prepare_runners import prepare_directory
+from bert_jax.data.prepared_records import PreparedRecords
+from bert_jax.data.sentence_pairs import max_predictions_per_seq
+from bert_jax.data.streaming import StreamedBatches, eval_batches
+from bert_jax.data.tokenizer_choice import load_saved_tokenizer, tokenizer_settings
+
+TOKENIZER_FILE = "tokenizer.model"
+PREPARED = "prepared:"
+PREPARED_IN_WORKDIR = "prepared"
+# What training itself depends on, checked against a prepared: directory's manifest.
+_TRAINING_SETTINGS = ("max_seq_length", "sentence_task")
 
 
 @dataclasses.dataclass
 class PretrainingData:
-    tokenizer: SentencePiece
-    train: EpochBatches
+    tokenizer: AnyTokenizer
+    train: StreamedBatches
     eval_batches: list[dict]  # this process's rows of each eval batch
     max_predictions: int  # masked positions per sequence, shared with the MLM head
+    data_fingerprint: str  # SHA-256 of the prepared directory's manifest
 
 
-def resolve_tokenizer(config: ConfigDict, saved: SentencePiece | None, documents) -> SentencePiece:
-    """The run's own tokenizer when resuming (`saved`, from its checkpoint), else the configured
-    file, else a new one."""
-    if saved is not None:
-        return saved
-    if config.data.tokenizer:
-        return SentencePiece.load(config.data.tokenizer)
-    logging.info("Training a SentencePiece tokenizer with %d pieces.", config.data.vocab_size)
-    return SentencePiece.train(documents, config.data.vocab_size, seed=config.seed)
-
-
-def masking_options(config: ConfigDict, tokenizer: SentencePiece) -> dict:
+def masking_options(config: ConfigDict, tokenizer: AnyTokenizer) -> dict:
     data = config.data
     return dict(
         masked_lm_prob=data.masked_lm_prob,
@@ -47,57 +49,84 @@ def masking_options(config: ConfigDict, tokenizer: SentencePiece) -> dict:
     )
 
 
-def build_pretraining_data(
-    config: ConfigDict, workdir: str, saved_tokenizer: SentencePiece | None = None
-) -> PretrainingData:
-    """Everything the loop reads; deterministic in the config, so resume rebuilds it identically
-    (with `saved_tokenizer`, the one the run's checkpoints hold)."""
+def prepared_corpus(config: ConfigDict, workdir: str) -> Manifest:
+    """The manifest of the prepared corpus this run trains on, preparing it if need be."""
+    spec = config.data.corpus
+    if spec.startswith(PREPARED):
+        directory = spec.removeprefix(PREPARED)
+        manifest = read_manifest(directory)
+        path = os.path.join(directory, MANIFEST_FILE)
+        wanted = {"max_seq_length": config.data.max_seq_length}
+        wanted["sentence_task"] = config.sentence_task
+        check_settings(path, manifest.settings, wanted, keys=_TRAINING_SETTINGS)
+        if config.data.tokenizer:
+            given = {"tokenizer": {"sha256": tokenizer_settings(config)["sha256"]}}
+            recorded = manifest.settings["tokenizer"].get("sha256", manifest.tokenizer["sha256"])
+            check_settings(path, {"tokenizer": {"sha256": recorded}}, given)
+        return manifest
+    return prepare_directory(
+        config, local_prepared_directory(workdir), workers=config.data.prepare_workers
+    )
+
+
+def local_prepared_directory(workdir: str) -> str:
+    """WORKDIR/prepared, or for a remote workdir (gs://) a local directory named after it:
+    ArrayRecord shards are read from local disk."""
+    if "://" not in workdir:
+        return os.path.join(workdir, PREPARED_IN_WORKDIR)
+    name = hashlib.sha256(workdir.encode()).hexdigest()[:16]
+    directory = os.path.join(tempfile.gettempdir(), "bert_jax_prepared", name)
+    logging.info("The workdir is remote: preparing the corpus into %s.", directory)
+    return directory
+
+
+def build_pretraining_data(config: ConfigDict, workdir: str) -> PretrainingData:
+    """Everything the loop reads; batches are a function of (seed, epoch, batch), so resume is
+    exact, and start-up reads only the manifest of an already prepared corpus."""
     data = config.data
-    documents = load_documents(
-        data.corpus, data_dir=data.data_dir, split=data.split, text_key=data.text_key
+    manifest = prepared_corpus(config, workdir)
+    info = manifest.tokenizer
+    tokenizer = load_saved_tokenizer(
+        os.path.join(manifest.directory, info["file"]), info["kind"], info.get("do_lower_case")
     )
-    train_docs, eval_docs = split_documents(documents, data.eval_fraction, config.seed)
-    tokenizer = resolve_tokenizer(config, saved_tokenizer, train_docs)
-
-    def examples(docs, seed):
-        token_docs = [[tokenizer.encode(sentence) for sentence in doc] for doc in docs]
-        return create_pair_examples(
-            token_docs,
-            max_seq_length=data.max_seq_length,
-            short_seq_prob=data.short_seq_prob,
-            sentence_task=config.sentence_task,
-            cls_id=tokenizer.cls_id,
-            sep_id=tokenizer.sep_id,
-            pad_id=tokenizer.pad_id,
-            seed=seed,
-            dupe_factor=data.dupe_factor,
-        )
-
+    layout = RowLayout(
+        dtype=record_dtype(tokenizer.vocab_size).str,
+        max_seq_length=manifest.settings["max_seq_length"],
+        cls_id=info["cls_id"],
+        sep_id=info["sep_id"],
+        pad_id=info["pad_id"],
+    )
     masking = masking_options(config, tokenizer)
-    train_examples = examples(train_docs, config.seed)
-    eval_examples = examples(eval_docs, config.seed + 1)
+    train_records = PreparedRecords(manifest.split_files("train"))
+    eval_records = PreparedRecords(manifest.split_files("eval"))
     logging.info(
-        "Data: %d documents, %d train / %d eval sentence pairs of up to %d tokens.",
-        len(documents),
-        len(train_examples),
-        len(eval_examples),
+        "Data: %s, %d train / %d eval sentence pairs of up to %d tokens in %d shards.",
+        manifest.directory,
+        len(train_records),
+        len(eval_records),
         data.max_seq_length,
+        len(manifest.content["shards"]),
     )
-    train = pretraining_batches(
-        train_examples,
+    processes = dict(process_index=jax.process_index(), process_count=jax.process_count())
+    train = StreamedBatches(
+        train_records,
+        layout,
+        masking,
         global_batch_size=config.batch_size,
         seed=config.seed,
-        masking=masking,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+        num_workers=data.num_workers,
+        prefetch=data.prefetch,
+        **processes,
     )
-    eval_batches = fixed_batches(
-        eval_examples,
+    evals = eval_batches(
+        eval_records,
+        layout,
+        masking,
         batch_size=data.eval_batch_size,
-        seed=config.seed + 1,
-        masking=masking,
+        seed=config.seed,
         num_batches=data.max_eval_batches,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+        **processes,
     )
-    return PretrainingData(tokenizer, train, eval_batches, masking["max_predictions"])
+    return PretrainingData(
+        tokenizer, train, evals, masking["max_predictions"], manifest.fingerprint
+    )

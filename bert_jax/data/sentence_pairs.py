@@ -5,7 +5,9 @@ Follows `create_instances_from_document` of google-research/bert (NSP) and its A
 """
 
 import dataclasses
+import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,6 +18,7 @@ SENTENCE_TASKS = ("nsp", "sop", "none")
 
 Segment = list[int]
 TokenDocument = list[Segment]  # a document's sentences, each a list of token ids
+Pair = tuple[Segment, Segment, int]  # A, B (empty without a sentence task), label
 
 
 def check_sentence_task(sentence_task: str) -> None:
@@ -58,14 +61,36 @@ def create_pair_examples(
     cls_id: int,
     sep_id: int,
     pad_id: int,
-    seed: int,
+    seed: int | Sequence[int],
     dupe_factor: int = 1,
 ) -> PairExamples:
-    """All pairs of `dupe_factor` passes over the shuffled documents, themselves shuffled.
+    """The pairs of `create_pairs` as padded arrays."""
+    pairs = create_pairs(
+        token_docs,
+        max_seq_length=max_seq_length,
+        short_seq_prob=short_seq_prob,
+        sentence_task=sentence_task,
+        seed=seed,
+        dupe_factor=dupe_factor,
+    )
+    return _to_arrays(pairs, max_seq_length, cls_id, sep_id, pad_id)
+
+
+def create_pairs(
+    token_docs: list[TokenDocument],
+    *,
+    max_seq_length: int,
+    short_seq_prob: float,
+    sentence_task: str,
+    seed: int | Sequence[int],
+    dupe_factor: int = 1,
+) -> list[Pair]:
+    """All (A, B, label) pairs of `dupe_factor` passes over the shuffled documents, shuffled.
 
     NSP: B is the text after A, or (label 1) text from another document, always so when the
     chunk holds one sentence. SOP: A and B are consecutive and swapped with label 1; a chunk of
-    one sentence is split inside it, and dropped if it is a single token. "none": A alone.
+    one sentence is split inside it, and dropped if it is a single token. "none": A alone, B
+    empty. A and B leave room for `[CLS] A [SEP] B [SEP]` in `max_seq_length` tokens.
     """
     check_sentence_task(sentence_task)
     if max_seq_length < 5:
@@ -82,7 +107,7 @@ def create_pair_examples(
                 docs, index, max_seq_length, short_seq_prob, sentence_task, rng
             )
     order = rng.permutation(len(pairs))
-    return _to_arrays([pairs[i] for i in order], max_seq_length, cls_id, sep_id, pad_id)
+    return [pairs[i] for i in order]
 
 
 def _document_pairs(
@@ -98,10 +123,11 @@ def _document_pairs(
     target = max_tokens
     if rng.random() < short_seq_prob:  # once per document, as in BERT
         target = int(rng.integers(2, max_tokens + 1))
-    doc, pairs, chunk, i = docs[index], [], [], 0
+    doc, pairs, chunk, chunk_tokens, i = docs[index], [], [], 0, 0
     while i < len(doc):
         chunk.append(doc[i])
-        if i == len(doc) - 1 or sum(map(len, chunk)) >= target:
+        chunk_tokens += len(doc[i])
+        if i == len(doc) - 1 or chunk_tokens >= target:
             if task == "none":
                 pair = (_concat(chunk), [], 0)
             elif task == "nsp":
@@ -113,7 +139,7 @@ def _document_pairs(
                 a, b, label = pair
                 _truncate_pair(a, b, max_tokens, rng)
                 pairs.append((a, b, label))
-            chunk = []
+            chunk, chunk_tokens = [], 0
         i += 1
     return pairs
 
@@ -160,14 +186,25 @@ def _sop_pair(
 
 def _concat(segments: list[Segment]) -> Segment:
     """One list of the segments' tokens, in order."""
-    return [token for segment in segments for token in segment]
+    return list(itertools.chain.from_iterable(segments))
 
 
 def _truncate_pair(a: Segment, b: Segment, max_tokens: int, rng: np.random.Generator) -> None:
-    """Trims the longer segment, one token at a time from a random end, to fit `max_tokens`."""
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
-        del longer[0 if rng.random() < 0.5 else -1]
+    """Trims the longer segment, one token at a time from a random end, to fit `max_tokens`.
+
+    The draws are taken at once (the same numbers as one `rng.random()` per token) and only the
+    ends move until the final slice, so a long overflow costs no repeated list deletions.
+    """
+    excess = len(a) + len(b) - max_tokens
+    if excess <= 0:
+        return
+    a_start, a_end, b_start, b_end = 0, len(a), 0, len(b)
+    for draw in rng.random(excess).tolist():
+        if a_end - a_start > b_end - b_start:
+            a_start, a_end = (a_start + 1, a_end) if draw < 0.5 else (a_start, a_end - 1)
+        else:
+            b_start, b_end = (b_start + 1, b_end) if draw < 0.5 else (b_start, b_end - 1)
+    a[:], b[:] = a[a_start:a_end], b[b_start:b_end]
 
 
 def _to_arrays(
@@ -189,7 +226,9 @@ def _to_arrays(
     return PairExamples(input_ids, token_type_ids, labels, pad_id)
 
 
-def split_documents(docs: list, eval_fraction: float, seed: int) -> tuple[list, list]:
+def split_documents(
+    docs: list, eval_fraction: float, seed: int | Sequence[int]
+) -> tuple[list, list]:
     """A seeded (train, eval) split of whole documents, so no eval text is seen in training.
 
     Any positive fraction holds out at least one document and leaves at least one for training;

@@ -40,17 +40,23 @@ class SentencePiece:
         self._model = model
 
     @classmethod
-    def train(cls, documents: list[Document], vocab_size: int, seed: int = 0) -> "SentencePiece":
+    def train(
+        cls,
+        documents: list[Document],
+        vocab_size: int,
+        seed: int = 0,
+        max_sentences: int = MAX_TRAINING_SENTENCES,
+    ) -> "SentencePiece":
         """Trains a BPE model on the documents' sentences: single-threaded, so deterministic.
 
         BPE reaches the requested size exactly (a small corpus may give fewer pieces, since
         `hard_vocab_limit` is off) and trains in well under a second on the default corpus.
-        `seed` picks the sample of sentences when there are more than `MAX_TRAINING_SENTENCES`.
+        `seed` picks the sample of sentences when there are more than `max_sentences`.
         """
         sentences = [sentence for doc in documents for sentence in doc]
-        if len(sentences) > MAX_TRAINING_SENTENCES:
+        if len(sentences) > max_sentences:
             rng = np.random.default_rng(seed)
-            keep = np.sort(rng.choice(len(sentences), MAX_TRAINING_SENTENCES, replace=False))
+            keep = np.sort(rng.choice(len(sentences), max_sentences, replace=False))
             sentences = [sentences[i] for i in keep]
         model = io.BytesIO()
         try:
@@ -136,6 +142,11 @@ class SentencePiece:
     def encode(self, text: str) -> list[int]:
         """Piece ids of the text (never a special id other than [UNK])."""
         return self._processor.encode(text, out_type=int)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Piece ids of each text in one call into SentencePiece's C++ (one thread: a preparation
+        worker is one process per core)."""
+        return self._processor.encode(texts, out_type=int, num_threads=1)
 
     def encode_proto(self, text: str):
         """SentencePiece's full result: pieces with ids and UTF-8 byte spans of `text`."""

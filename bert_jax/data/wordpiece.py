@@ -238,6 +238,12 @@ class WordPiece:
         """Id of [MASK]."""
         return self._ids[MASK]
 
+    def word_start_mask(self):
+        """Bool [vocab_size]: True for every piece but `##` continuations (whole-word masking)."""
+        import numpy as np
+
+        return np.array([not piece.startswith(CONTINUATION) for piece in self._vocab])
+
     def tokenize_with_offsets(self, text: str) -> list[Token]:
         """The pieces of `text`, each with the character span of `text` it was made from.
 
@@ -253,6 +259,10 @@ class WordPiece:
     def encode(self, text: str) -> list[int]:
         """Piece ids of the text, without [CLS] and [SEP]."""
         return [self._ids[token.text] for token in self.tokenize_with_offsets(text)]
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Piece ids of each text (the same ids as `encode`)."""
+        return [self.encode(text) for text in texts]
 
     def encode_pair(self, first: str, second: str | None = None, **options) -> dict[str, list[int]]:
         """[CLS] first [SEP] (second [SEP]), truncated as Hugging Face does: see `encode_pair`."""

@@ -32,3 +32,4 @@ class Task:
     main_metric: str  # the eval metric that picks the best checkpoint unless configured
     info: dict = dataclasses.field(default_factory=dict)  # JSON; what `predict` needs
     pretrained: Any = None  # bert_jax.convert.Pretrained to start from on a fresh run
+    data_fingerprint: str | None = None  # checksum of the prepared data; a resume must match

@@ -10,7 +10,6 @@ from ml_collections import ConfigDict
 from bert_jax import flops, scores
 from bert_jax.data import glue, input_lines
 from bert_jax.data.encoding import encode_pair
-from bert_jax.data.packing import pack_examples
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.inputs import ENCODER_INPUTS
@@ -36,14 +35,11 @@ def make_loss(regression: bool):
             sums = {"correct": ((logits.argmax(-1) == labels) * weight).sum()}
         count, loss_sum = weight.sum(), (per_example * weight).sum()
         sums |= {"loss_sum": loss_sum, "count": count}
+        if "label_weight" in batch:  # packed: how many rows the examples took
+            sums["rows"] = jnp.float32(labels.shape[0])
         return loss_sum / jnp.maximum(count, 1.0), sums
 
     return loss
-
-
-def summarize_packed(sums: dict, num_steps: int) -> dict:
-    """The unpacked figures, and how many examples a batch of packed rows carried on average."""
-    return finetuning.summarize(sums, num_steps) | {"examples_per_step": sums["count"] / num_steps}
 
 
 def eval_outputs(model, batch) -> dict:
@@ -86,7 +82,7 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForSequenceClassification(bert, num_labels, rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     layout = glue.table_task(config)
     finetuning.require_data(config)
@@ -102,20 +98,18 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     def encode(rows, source):
         return glue.encode_rows(rows, start.tokenizer, labels, data.max_seq_length, source)
 
-    train_arrays = encode(train_rows, data.train)
-    if data.pack_sequences:
-        # Once, before any shuffling: the rows depend on the data alone, so a resumed run
-        # sees the same rows, shuffled by (seed, epoch) like unpacked examples.
-        train_arrays = pack_examples(
-            train_arrays, max_segments=data.max_segments_per_row, pad_id=start.tokenizer.pad_id
-        )
-        logging.info(
-            "Packed %d training examples into %d rows of %d tokens.",
-            len(train_rows), len(train_arrays["input_ids"]), data.max_seq_length,
-        )  # fmt: skip
     train, eval_batches = finetuning.batches(
-        config, train_arrays, encode(eval_rows, data.validation)
+        config,
+        encode(train_rows, data.train),
+        encode(eval_rows, data.validation),
+        pad_id=start.tokenizer.pad_id,
     )
+    if data.pack_sequences:
+        logging.info(
+            "Each step packs its %d training examples into rows of %d tokens (at most %d per "
+            "row); steps and epochs count examples as unpacked.",
+            config.batch_size, data.max_seq_length, data.max_segments_per_row,
+        )  # fmt: skip
     bert = start.model_config
 
     def evaluate(outputs: list[dict]) -> dict:
@@ -135,12 +129,13 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
         model_config=bert,
         build_model=model(bert, info),
         loss=make_loss(regression=num_labels is None),
-        summarize=summarize_packed if data.pack_sequences else finetuning.summarize,
+        summarize=finetuning.summarize,
         train=train,
         eval_batches=eval_batches,
         eval_outputs=eval_outputs,
         evaluate=evaluate,
-        # Packed or not, a step runs batch_size rows of max_seq_length tokens.
+        # The FLOPs of the unpacked step (batch_size rows of max_seq_length tokens): packed, the
+        # same examples take fewer, so MFU then reads as a speed-up, not as hardware use.
         flops_per_step=flops.train_flops_per_step(
             bert, config.batch_size, data.max_seq_length, 0, sentence_head=True
         ),

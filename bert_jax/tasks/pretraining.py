@@ -70,8 +70,8 @@ def summarize(sums: dict[str, float], num_steps: int, sentence_task: str) -> dic
     return out
 
 
-def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
-    data = build_pretraining_data(config, workdir, saved_tokenizer)
+def build(config: ConfigDict, workdir: str) -> Task:
+    data = build_pretraining_data(config, workdir)
     bert = from_run_config(config, data.tokenizer.vocab_size)
     sentence_task = config.sentence_task
 
@@ -104,4 +104,5 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
         console_metric="mlm_accuracy",
         main_metric="mlm_loss",
         info=info,
+        data_fingerprint=data.data_fingerprint,
     )

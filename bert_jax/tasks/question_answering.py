@@ -55,7 +55,7 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForQuestionAnswering(bert, rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
@@ -84,7 +84,7 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     )
 
     def evaluate(outputs: list[dict]) -> dict:
-        joined = finetuning.gather(outputs)
+        joined = finetuning.gather(outputs, width=data.max_seq_length)
         # Padded batches keep every feature once, in order: example_index is the feature's row.
         order = np.argsort(joined["example_index"])
         answers = best_answers(

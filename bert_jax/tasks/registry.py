@@ -1,7 +1,7 @@
 """The one task registry: a run config's `task`, or a checkpoint's task kind, -> the module that
 trains it and predicts with it.
 
-Every task module provides `build(config, workdir, saved_tokenizer) -> Task` (training),
+Every task module provides `build(config, workdir) -> Task` (training),
 `model(bert, info)` (the model builder, from the architecture and the task's JSON `info`, which
 every checkpoint stores) and `predict(predictor, lines, batch_size)` (decoding model outputs back
 to records; absent where a kind has nothing to predict), so training and prediction can
@@ -50,6 +50,6 @@ def task_module(kind: str) -> ModuleType:
     return importlib.import_module(MODULES[kind])
 
 
-def build_task(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
-    """The Task the loop runs; `saved_tokenizer` is the one a resumed run's checkpoints hold."""
-    return task_module(kind_of(config)).build(config, workdir, saved_tokenizer)
+def build_task(config: ConfigDict, workdir: str) -> Task:
+    """The Task the loop runs."""
+    return task_module(kind_of(config)).build(config, workdir)

@@ -42,7 +42,7 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForTokenClassification(bert, len(info["labels"]), rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+def build(config: ConfigDict, workdir: str) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
@@ -66,7 +66,7 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     train, eval_batches = finetuning.batches(config, encode(train_sentences), eval_arrays)
 
     def evaluate(outputs: list[dict]) -> dict:
-        joined = finetuning.gather(outputs)
+        joined = finetuning.gather(outputs, width=data.max_seq_length)
         gold, predicted, correct, count = [], [], 0, 0
         for index, token_predictions in zip(
             joined["example_index"], joined["predictions"], strict=True

@@ -1,0 +1,31 @@
+"""Flag parsing shared by the commands: one-line errors instead of tracebacks."""
+
+import sys
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+
+def fail(message: str) -> None:
+    """Prints `error: message` and exits with status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parsing, with one-line errors instead of tracebacks for bad flags and configs."""
+    try:
+        remaining = FLAGS(argv)
+        if FLAGS.config is None:
+            fail("--config is required, e.g. --config=configs/pretrain.py.")
+        FLAGS.config.keys()  # a config file that failed to load raises only when first read
+    except flags.Error as error:
+        fail(f"{error}; see --helpfull.")
+    except (AttributeError, KeyError) as error:
+        key = str(error).strip("\"'")
+        fail(f"the config has no key {key!r}; check the --config.* flags against the config file.")
+    except (OSError, SyntaxError, TypeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[-1].strip()  # the root cause, not the preamble
+        fail(f"the config could not be loaded ({reason}); check --config and its overrides.")
+    return remaining
