@@ -27,7 +27,7 @@ def main(argv: list[str]) -> None:
     try:
         distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     except UserError as error:
-        _fail(str(error))
+        fail(str(error))
 
     console.quiet_libraries()
     logging.info("Memory allocator: %s.", allocator.in_use())
