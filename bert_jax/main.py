@@ -26,7 +26,10 @@ def main(argv: list[str]) -> None:
     with console.native_stderr_silenced():  # heavy imports after the flags are checked
         from bert_jax.trainer import train_and_evaluate
 
-    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    try:
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except UserError as error:
+        fail(str(error))
 
     console.quiet_libraries()
     console.readable_lines()

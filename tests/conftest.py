@@ -13,6 +13,8 @@ from bert_jax.events import read_scalars  # noqa: F401 - shared with the tests
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "pretrain.py")
+SST2 = os.path.join(os.path.dirname(REPO), "shared", "data", "sst2")
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # A run small enough for a test: seconds per process on 2 CPU cores.
 TINY = {
@@ -112,6 +114,12 @@ def run_main(
         text=True,
         timeout=600,
     )
+
+
+def write_vocab(path, words) -> str:
+    """A WordPiece vocab.txt of BERT's special tokens and these words (for `data.tokenizer`)."""
+    path.write_text("\n".join(SPECIALS + sorted(set(words))) + "\n")
+    return str(path)
 
 
 def event_tags(workdir: str) -> dict[str, set[str]]:

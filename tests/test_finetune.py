@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from conftest import REPO, read_scalars, run_main, tiny_hf_config
-
-SST2 = os.path.join(os.path.dirname(REPO), "shared", "data", "sst2")
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+from conftest import REPO, SST2, read_scalars, run_main, tiny_hf_config, write_vocab
 
 
 def finetune(config: str, workdir: str, **overrides) -> subprocess.CompletedProcess:
@@ -41,11 +38,6 @@ def predict(workdir: str, lines: list[str], *flags: str) -> list[dict]:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines()]
-
-
-def write_vocab(path, words) -> str:
-    path.write_text("\n".join(SPECIALS + sorted(set(words))) + "\n")
-    return str(path)
 
 
 def read_tsv(path: str) -> list[tuple[str, str]]:
