@@ -58,6 +58,27 @@ def validate_config(config: ConfigDict) -> None:
     )
     if "task" not in config:
         _validate_pretraining_data(config.data)
+    _validate_no_ignored_setting(config)
+
+
+def _validate_no_ignored_setting(config: ConfigDict) -> None:
+    """Settings that would otherwise have no effect (or a silently wrong one) are refused."""
+    opt = config.optimizer
+    _require(
+        not (opt.name == "adam" and opt.weight_decay),
+        f"optimizer.weight_decay={opt.weight_decay} has no effect with optimizer.name='adam'; "
+        "use optimizer.name=adamw (decoupled weight decay) or set optimizer.weight_decay=0.",
+    )
+    _require(
+        config.dtype != "float16",
+        "dtype='float16' needs loss scaling, which this project does not do (gradients would "
+        "underflow); use dtype=bfloat16, which has float32's range.",
+    )
+    limit = config.get("device_memory_limit_bytes")
+    _require(
+        limit is None or limit > 0,
+        f"device_memory_limit_bytes={limit} must be positive (or unset).",
+    )
 
 
 def _lookup(config: ConfigDict, key: str):

@@ -17,13 +17,7 @@ from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.inputs import ENCODER_INPUTS
 from bert_jax.tasks.registry import task_module
-from bert_jax.workdir import (
-    BEST_DIR,
-    CHECKPOINTS_DIR,
-    model_config_of,
-    newest_step_dir,
-    read_checkpoint,
-)
+from bert_jax.workdir import BEST_DIR, CHECKPOINTS_DIR, model_config_of, read_newest_checkpoint
 
 
 class Predictor:
@@ -44,7 +38,7 @@ class Predictor:
         directory = BEST_DIR if which == "best" else CHECKPOINTS_DIR
         if not os.path.isdir(os.path.join(workdir, directory)):
             raise UserError(f"{workdir} holds no checkpoints; point --workdir at a trained run.")
-        meta, params = read_checkpoint(newest_step_dir(workdir, directory))
+        meta, params = read_newest_checkpoint(workdir, directory)
         info = json.loads(meta.get("task", "{}")) or {"kind": "pretraining"}
         if not hasattr(task_module(info["kind"]), "predict"):
             raise UserError(
