@@ -81,6 +81,15 @@ def _validate_no_ignored_setting(config: ConfigDict) -> None:
     )
 
 
+def check_best_metric(best_metric: str, eval_metrics: list[str]) -> None:
+    """`best_metric` must be one of the metrics the task's evaluation reports."""
+    _require(
+        best_metric in eval_metrics,
+        f"best_metric={best_metric!r} is not among the eval metrics {sorted(eval_metrics)}; "
+        "set best_metric to one of them.",
+    )
+
+
 def _lookup(config: ConfigDict, key: str):
     value = config
     for part in key.split("."):

@@ -15,6 +15,7 @@ multi-process job every process votes on stopping at every step, so all stop at 
 import collections
 import signal
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ from ml_collections import ConfigDict
 
 from bert_jax import flops, run_lock, sharding, train_metrics
 from bert_jax import workdir as workdir_lib
-from bert_jax.config_checks import resolve_derived, validate_config
+from bert_jax.config_checks import check_best_metric, resolve_derived, validate_config
 from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.errors import UserError
 from bert_jax.optim import build_optimizer
@@ -166,6 +167,7 @@ class _Loop:
             return jax.ShapeDtypeStruct((rows, *array.shape[1:]), array.dtype,
                                         sharding=self.batch_sharding)  # fmt: skip
 
+        self.check_best_metric()
         batch = {key: abstract(value) for key, value in sample.items()}
         votes = abstract(np.zeros(1, np.int32))
         start = time.perf_counter()
@@ -192,6 +194,31 @@ class _Loop:
                 "optimizer state with mesh.fsdp, or lower batch_size and raise "
                 "optimizer.grad_accum_steps to match."
             )
+
+    def check_best_metric(self) -> None:
+        """Refuses a `best_metric` the task never logs now, not at the first evaluation: the
+        task's metrics of one eval batch of outputs all 1 name every metric it reports."""
+        batch = self.task.eval_batches[0]
+        params = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.spec.abstract["params"]
+        )
+        shapes = jax.eval_shape(
+            make_eval_step(self.spec.graphdef, self.task.eval_outputs),
+            params,
+            {key: jax.ShapeDtypeStruct(value.shape, value.dtype) for key, value in batch.items()},
+        )
+        outputs = {
+            key: batch[key] if key in batch else np.ones(shape.shape, shape.dtype)
+            for key, shape in shapes.items()
+        }
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                names = [f"eval/{name}" for name in self.task.evaluate([outputs])]
+        except Exception as error:  # noqa: BLE001 - a task that needs every batch: check later
+            logging.info("best_metric is checked at the first evaluation (%s).", error)
+            return
+        check_best_metric(self.config.best_metric, names)
 
     def progress_state(self) -> dict:
         return {"data": self.task.train.get_state(), "metrics": self.window.state()}
