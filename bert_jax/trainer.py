@@ -281,6 +281,7 @@ class _Loop:
                     decision = max(decision, STOP)
                 if decision == LOCK_LOST:
                     raise UserError(_lock_lost_message(self.lock, self.workdir))
+                self.checkpoints.check()  # a failed save (disk full) stops the run here
                 self.periodic_actions(step, state, batch, writer, decision == STOP)
                 if decision == STOP:
                     logging.warning("Stopped at step %d; rerun the same command to continue.", step)

@@ -119,6 +119,15 @@ class Checkpoints:
             self.best.save(step, args=self._args(state, progress, meta), metrics=dict(metrics))
         self._pending[id(self.best)] = step
 
+    def check(self) -> None:
+        """Raises at once (one sentence) if a save in flight has already failed, so a run on a
+        full disk stops at the next step instead of training on without checkpoints."""
+        for manager in (self.latest, self.best):
+            step = self._pending.get(id(manager))
+            if step is not None:
+                with self._writing(manager, step):
+                    manager.check_for_errors()
+
     def _finish(self, manager: ocp.CheckpointManager) -> None:
         """Waits for the manager's save in flight; its failure names its own step."""
         step = self._pending.pop(id(manager), None)

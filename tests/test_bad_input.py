@@ -35,8 +35,13 @@ def assert_clean_failure(result, *words: str) -> None:
         # A train step that cannot fit is refused after compiling it, before training.
         (
             {"device_memory_limit_bytes": 2**20},
-            ["1.0 MiB (device_memory_limit_bytes)", "temporaries", "model.remat=true",
-             "mesh.fsdp", "grad_accum_steps"],
+            [
+                "1.0 MiB (device_memory_limit_bytes)",
+                "temporaries",
+                "model.remat=true",
+                "mesh.fsdp",
+                "grad_accum_steps",
+            ],
         ),  # fmt: skip
     ],
 )
