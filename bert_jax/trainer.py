@@ -316,6 +316,7 @@ class _Loop:
             summary |= self.throughput(step)
             writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
             self.progress.log(step, summary)
+            self.done_step = step  # the summary waited for this step's metrics
         if step % config.histogram_every_steps == 0:
             _, grads = self.loss_and_grad(state["params"], batch, None)
             writer.write_histograms(
@@ -328,6 +329,7 @@ class _Loop:
             summary = {f"eval/{k}": v for k, v in self.evaluate(state["params"]).items()}
             writer.write_scalars(step, summary)
             logging.info("eval at step %d: %s", step, _format(summary))
+            self.done_step = step
             self.checkpoints.save_best(step, state, self.progress_state(), self.meta, summary)
         if step % config.checkpoint_every_steps == 0 or last or stopping:
             # progress_state() drains the window first: a non-finite step stops before the save.

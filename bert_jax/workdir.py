@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -247,13 +248,17 @@ class Checkpoints:
 
 
 def _reason(error: BaseException) -> str:
-    """The root cause of an Orbax/TensorStore error, short enough for one sentence."""
+    """The root cause of an Orbax/TensorStore error, short enough for one sentence: the
+    operating system's words where there are some (TensorStore appends the errno)."""
     while error.__cause__ is not None:
         error = error.__cause__
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
     if isinstance(error, OSError) and error.strerror:
-        text = error.strerror
+        return error.strerror
+    text = str(error)
+    if code := re.search(r"os_error_code='?(\d+)", text):
+        return os.strerror(int(code.group(1)))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 
