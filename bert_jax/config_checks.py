@@ -64,6 +64,36 @@ def validate_config(config: ConfigDict) -> None:
         # prepared into the workdir before that, and a bad setting must leave no workdir.
         bert_config(config.model.preset, vocab_size=8)
         build_optimizer(config)
+    _validate_no_ignored_setting(config)
+
+
+def _validate_no_ignored_setting(config: ConfigDict) -> None:
+    """Settings that would otherwise have no effect (or a silently wrong one) are refused."""
+    opt = config.optimizer
+    _require(
+        not (opt.name == "adam" and opt.weight_decay),
+        f"optimizer.weight_decay={opt.weight_decay} has no effect with optimizer.name='adam'; "
+        "use optimizer.name=adamw (decoupled weight decay) or set optimizer.weight_decay=0.",
+    )
+    _require(
+        config.dtype != "float16",
+        "dtype='float16' needs loss scaling, which this project does not do (gradients would "
+        "underflow); use dtype=bfloat16, which has float32's range.",
+    )
+    limit = config.get("device_memory_limit_bytes")
+    _require(
+        limit is None or limit > 0,
+        f"device_memory_limit_bytes={limit} must be positive (or unset).",
+    )
+
+
+def check_best_metric(best_metric: str, eval_metrics: list[str]) -> None:
+    """`best_metric` must be one of the metrics the task's evaluation reports."""
+    _require(
+        best_metric in eval_metrics,
+        f"best_metric={best_metric!r} is not among the eval metrics {sorted(eval_metrics)}; "
+        "set best_metric to one of them.",
+    )
 
 
 def _lookup(config: ConfigDict, key: str):

@@ -27,6 +27,9 @@ def add_runtime(c: config_dict.ConfigDict) -> None:
     )
     # Peak FLOP/s of one device for MFU; unset: the table for TPUs/GPUs, a measurement on CPU.
     c.peak_flops_per_device = config_dict.placeholder(float)
+    # Bytes one device may use; a train step XLA plans larger is refused before training.
+    # Unset: what the device reports (GPU, TPU); CPU reports nothing and is not checked.
+    c.device_memory_limit_bytes = config_dict.placeholder(int)
 
 
 def model(preset: str) -> config_dict.ConfigDict:

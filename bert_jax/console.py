@@ -42,7 +42,12 @@ def native_stderr_silenced() -> Iterator[None]:
 
 
 def _own_or_important(record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or "/bert_jax/" in record.pathname
+    own = "/bert_jax/" in record.pathname
+    if not own:
+        # A library's error is one line here: a fault it hit (a full disk, say) reaches the
+        # user as this project's one-sentence error, not as a wall of library tracebacks.
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return record.levelno >= py_logging.WARNING or own
 
 
 def quiet_libraries() -> None:

@@ -1,6 +1,7 @@
 """The optax chain from config: schedule, clipping, AdamW/Adam/LAMB, decay mask, MultiSteps."""
 
 import jax
+import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
@@ -32,13 +33,21 @@ def build_schedule(config: ConfigDict) -> optax.Schedule:
         )
     if name == "step":
         boundaries = {int(f * total): opt.decay_rate for f in opt.step_boundaries}
-        return optax.piecewise_constant_schedule(peak, boundaries)
+        return _with_warmup(optax.piecewise_constant_schedule(peak, boundaries), warmup)
     if name == "constant":
-        return optax.constant_schedule(peak)
+        return _with_warmup(optax.constant_schedule(peak), warmup)
     raise UserError(
         f"optimizer.schedule={name!r} is unknown; use warmup_linear, warmup_cosine, "
         "exponential, step or constant."
     )
+
+
+def _with_warmup(schedule: optax.Schedule, warmup: int) -> optax.Schedule:
+    """`schedule` scaled linearly from 0 over the first `warmup` updates (as warmup_linear
+    starts), its own step boundaries unchanged, so `warmup_steps` is never ignored."""
+    if not warmup:
+        return schedule
+    return lambda count: schedule(count) * jnp.minimum(count / warmup, 1.0)
 
 
 def decay_mask(params) -> object:

@@ -1,8 +1,11 @@
 """The one owner of a workdir's layout, and the only module that calls Orbax.
 
     WORKDIR/checkpoints/<step>/{state,progress,meta}   the newest `max_checkpoints_to_keep`
+    WORKDIR/checkpoints/<step>.damaged/                a checkpoint that failed to restore, kept
     WORKDIR/best/<step>/{state,progress,meta}          the best by `best_metric`
     WORKDIR/config.json                                the run's whole config (the latest run's)
+    WORKDIR/run.lock                                   the live run's holder record (run_lock.py)
+    WORKDIR/DONE                                       the run finished: its last step is saved
     WEIGHTS_DIR/params/                                a params dict alone (convert's directories)
 
 A checkpoint holds everything needed to continue a run: the train state (params, optimizer
@@ -10,11 +13,15 @@ state, micro-batch count), the loop's progress (data position, pending metric su
 metadata (config, model architecture, tokenizer, what `predict` needs). "Latest" and "best" are
 separate managers, so a worse eval never deletes the newest. Readers that need only the weights
 (predict, convert, init_from) read the params alone, as NumPy arrays, whatever mesh wrote them.
+A checkpoint that does not read is skipped for the one before it; training also moves it aside.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
+import sys
 from typing import Any
 
 import jax
@@ -28,10 +35,13 @@ from bert_jax.data.any_tokenizer import tokenizer_to_meta
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.config import from_run_config
+from bert_jax.run_lock import RUN_LOCK  # noqa: F401 - part of the layout above
 
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 PARAMS_DIR = "params"
+DONE_FILE = "DONE"
+DAMAGED_SUFFIX = ".damaged"
 ITEMS = ("state", "progress", "meta")
 CONFIG_FILE = "config.json"
 
@@ -104,6 +114,7 @@ class Checkpoints:
             best_mode=best_mode,
             keep_checkpoints_without_metrics=False,
         )
+        self._pending: dict[int, int] = {}  # id(manager) -> the step of its save in flight
 
     @staticmethod
     def _args(state, progress: dict, meta: dict) -> ocp.args.Composite:
@@ -115,7 +126,10 @@ class Checkpoints:
 
     def save(self, step: int, state, progress: dict, meta: dict) -> None:
         """Starts an asynchronous save of the newest state (finished by `wait`)."""
-        self.latest.save(step, args=self._args(state, progress, meta), force=True)
+        self._finish(self.latest)
+        with self._writing(self.latest, step):
+            self.latest.save(step, args=self._args(state, progress, meta), force=True)
+        self._pending[id(self.latest)] = step
 
     def save_best(self, step: int, state, progress: dict, meta: dict, metrics: dict) -> None:
         """Offers the state as best; Orbax keeps it only if `best_metric` improved."""
@@ -124,7 +138,50 @@ class Checkpoints:
                 f"best_metric={self.best_metric!r} is not among the eval metrics "
                 f"{sorted(metrics)}; set best_metric to one of them."
             )
-        self.best.save(step, args=self._args(state, progress, meta), metrics=dict(metrics))
+        if step in self.best.all_steps():
+            return  # a run resumed from before a damaged checkpoint evaluates this step again
+        self._finish(self.best)
+        with self._writing(self.best, step):
+            self.best.save(step, args=self._args(state, progress, meta), metrics=dict(metrics))
+        self._pending[id(self.best)] = step
+
+    def check(self) -> None:
+        """Raises at once (one sentence) if a save in flight has already failed, so a run on a
+        full disk stops at the next step instead of training on without checkpoints."""
+        for manager in (self.latest, self.best):
+            step = self._pending.get(id(manager))
+            if step is not None:
+                with self._writing(manager, step):
+                    manager.check_for_errors()
+
+    def _finish(self, manager: ocp.CheckpointManager) -> None:
+        """Waits for the manager's save in flight; its failure names its own step."""
+        step = self._pending.pop(id(manager), None)
+        if step is not None:
+            with self._writing(manager, step):
+                manager.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _writing(self, manager: ocp.CheckpointManager, step: int):
+        """Turns a failed write (disk full, read-only, permissions) into one sentence. Orbax
+        writes into a temporary directory and renames it when complete, so the newest
+        committed checkpoint stays intact (the temporary one is removed at the next start)."""
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - Orbax and TensorStore raise many types
+            committed = [s for s in _steps(str(self.latest.directory)) if s != step]
+            kept = (
+                f"the checkpoint of step {committed[-1]} is intact"
+                if committed
+                else "there is no earlier checkpoint"
+            )
+            raise UserError(
+                f"Saving the checkpoint of step {step} to {manager.directory} failed "
+                f"({_reason(error)}); {kept}; free space or make the workdir writable, then "
+                "rerun the same command to continue."
+            ) from None
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
@@ -138,17 +195,30 @@ class Checkpoints:
     ) -> tuple[int, Any, dict, dict] | None:
         """(step, state, progress, meta) of the newest checkpoint that restores, None if none.
 
-        A checkpoint written with a config of another shape is refused with the keys that differ;
-        one that fails to read is skipped for an older one (Orbax finalises a step atomically,
-        so this is a last line of defence against damaged storage).
+        A checkpoint written with a config of another shape is refused with the keys that differ.
+        One that fails to read (a truncated or overwritten file, a missing item) is skipped for
+        an older one, and once an older one restores, the damaged ones are moved aside to
+        `<step>.damaged` (never deleted), so this run can save those steps again.
         """
+        _quiet_late_callbacks()
         steps = sorted(self.latest.all_steps(), reverse=True)
+        damaged: list[tuple[int, str]] = []
         for step in steps:
+            only_meta = ocp.args.Composite(meta=ocp.args.JsonRestore())
             try:
-                only_meta = ocp.args.Composite(meta=ocp.args.JsonRestore())
-                meta = self.latest.restore(step, args=only_meta)
-                differing = _shape_differences(json.loads(meta.meta["config"]), config_json)
-                if not differing:
+                meta = self.latest.restore(step, args=only_meta).meta
+                differing = _shape_differences(json.loads(meta["config"]), config_json)
+            except Exception as error:  # noqa: BLE001 - any failure means "try an older one"
+                meta, differing, reason = None, [], _reason(error)
+            if differing:
+                raise UserError(
+                    f"{self.latest.directory} holds checkpoints of another model "
+                    f"({'; '.join(differing[:3])}); resume with the config they were written "
+                    "with or choose a new --workdir."
+                )
+            restored = None
+            if meta is not None:
+                try:
                     restored = self.latest.restore(
                         step,
                         args=ocp.args.Composite(
@@ -156,29 +226,93 @@ class Checkpoints:
                             progress=ocp.args.JsonRestore(),
                         ),
                     )
-                    return step, restored.state, restored.progress, meta.meta
-            except Exception as error:  # noqa: BLE001 - any failure means "try an older one"
-                logging.warning("Checkpoint at step %d does not restore, skipped: %s", step, error)
-                continue
-            raise UserError(
-                f"{self.latest.directory} holds checkpoints of another model "
-                f"({'; '.join(differing[:3])}); resume with the config they were written with or "
-                "choose a new --workdir."
-            )
+                except Exception as error:  # noqa: BLE001
+                    reason = _reason(error)
+            if _on_every_process(restored is not None):
+                self._move_aside(damaged, step)
+                return step, restored.state, restored.progress, meta
+            logging.warning("Checkpoint at step %d does not restore, skipped: %s", step, reason)
+            damaged.append((step, reason))
         if steps:
             raise UserError(
-                f"no checkpoint in {self.latest.directory} could be restored (see the warnings "
-                "above); move them away or choose a new --workdir."
+                f"no checkpoint in {self.latest.directory} could be restored (newest, step "
+                f"{steps[0]}: {damaged[0][1]}); move them away or choose a new --workdir."
             )
         return None
 
+    def _move_aside(self, damaged: list[tuple[int, str]], restored_step: int) -> None:
+        """Renames each damaged step directory to `<step>.damaged` (process 0 only), so
+        Orbax no longer lists it and a later save of that step succeeds."""
+        if not damaged:
+            return
+        root = epath.Path(self.latest.directory)
+        if jax.process_index() == 0:
+            for step, reason in damaged:
+                target = _move_aside(root / str(step))
+                logging.warning(
+                    "Checkpoint at step %d is damaged (%s): moved it to %s; continuing from "
+                    "step %d.", step, reason, target, restored_step,
+                )  # fmt: skip
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("bert_jax:damaged_checkpoints_moved")
+        self.latest.reload()
+
     def wait(self) -> None:
-        self.latest.wait_until_finished()
-        self.best.wait_until_finished()
+        """Blocks until every started save is committed."""
+        self._finish(self.latest)
+        self._finish(self.best)
 
     def close(self) -> None:
-        self.latest.close()
-        self.best.close()
+        for manager in (self.latest, self.best):
+            try:
+                manager.close()
+            except Exception as error:  # noqa: BLE001 - a failed save was already reported
+                logging.warning("Closing %s: %s", manager.directory, _reason(error))
+
+
+def _reason(error: BaseException) -> str:
+    """The root cause of an Orbax/TensorStore error, short enough for one sentence: the
+    operating system's words where there are some (TensorStore appends the errno)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)
+    if code := re.search(r"os_error_code='?(\d+)", text):
+        return os.strerror(int(code.group(1)))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _on_every_process(ok: bool) -> bool:
+    """Whether `ok` holds on every process (all must take the same branch of a restore)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))
+
+
+def _move_aside(path: epath.Path) -> epath.Path:
+    """`path` renamed to `<name>.damaged` (or `.damaged-2`, ...); a remote one is copied."""
+    target = path.parent / (path.name + DAMAGED_SUFFIX)
+    count = 1
+    while target.exists():
+        count += 1
+        target = path.parent / f"{path.name}{DAMAGED_SUFFIX}-{count}"
+    if "://" not in str(path):
+        os.rename(path, target)
+        return target
+    for source in path.rglob("*"):  # object stores have no directory rename
+        if source.is_file():
+            destination = target / source.relative_to(path)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            source.copy(destination)
+    path.rmtree()
+    return target
 
 
 def _shape_differences(saved_config: dict, config_json: str) -> list[str]:
@@ -203,6 +337,23 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+# Whether a run finished, for scripts (SLURM requeue, sweeps): WORKDIR/DONE.
+
+
+def mark_done(workdir: str, step: int) -> None:
+    """Records that the run's last step is trained and its checkpoint committed (process 0)."""
+    if jax.process_index() == 0:
+        record = {"step": step, "checkpoint": os.path.join(CHECKPOINTS_DIR, str(step))}
+        epath.Path(workdir, DONE_FILE).write_text(json.dumps(record) + "\n")
+
+
+def clear_done(workdir: str) -> None:
+    """Removes DONE when a run continues past it (e.g. with a larger num_train_steps)."""
+    done = epath.Path(workdir, DONE_FILE)
+    if jax.process_index() == 0 and done.exists():
+        done.unlink()
+
+
 # Reading a workdir for its weights (predict, convert, init_from).
 
 
@@ -220,11 +371,16 @@ def _steps(root: str) -> list[int]:
 
 def newest_step_dir(workdir: str, which: str = CHECKPOINTS_DIR) -> str:
     """The newest checkpoint directory of `which` (`checkpoints` or `best`)."""
+    return _step_dirs(workdir, which)[0]
+
+
+def _step_dirs(workdir: str, which: str) -> list[str]:
+    """The checkpoint directories of `which`, newest first; at least one."""
     root = os.path.join(workdir, which)
     steps = _steps(root)
     if not steps:
         raise UserError(f"{root} holds no checkpoint; train first or point at another workdir.")
-    return _absolute(os.path.join(root, str(steps[-1])))
+    return [_absolute(os.path.join(root, str(step))) for step in reversed(steps)]
 
 
 def read_meta(step_dir: str) -> dict:
@@ -238,8 +394,28 @@ def latest_meta(workdir: str) -> dict | None:
         try:
             return read_meta(os.path.join(workdir, CHECKPOINTS_DIR, str(step)))
         except Exception as error:  # noqa: BLE001 - an unreadable newest: fall back to older
-            logging.warning("Checkpoint at step %d has no readable meta, skipped: %s", step, error)
+            logging.warning(
+                "Checkpoint at step %d has no readable meta, skipped: %s", step, _reason(error)
+            )
     return None
+
+
+def read_newest_checkpoint(workdir: str, which: str = CHECKPOINTS_DIR) -> tuple[dict, dict]:
+    """(meta, params as NumPy arrays) of the newest checkpoint of `which` that reads.
+
+    A damaged one is skipped with a warning, and left where it is: a reader never changes a
+    workdir another run may be training in."""
+    step_dirs = _step_dirs(workdir, which)
+    for step_dir in step_dirs:
+        try:
+            return read_checkpoint(step_dir)
+        except Exception as error:  # noqa: BLE001 - any failure means "try an older one"
+            reason = _reason(error)
+            logging.warning("Checkpoint %s does not read, skipped: %s", step_dir, reason)
+    raise UserError(
+        f"no checkpoint in {os.path.join(workdir, which)} could be read (the newest, "
+        f"{step_dirs[0]}: {reason}); point at another workdir or checkpoint."
+    )
 
 
 def _read_numpy_params(path: str, subtree: str | None) -> dict:
@@ -247,6 +423,7 @@ def _read_numpy_params(path: str, subtree: str | None) -> dict:
 
     Only the params are read, never the optimizer state, and as host arrays, so a checkpoint
     written on any mesh reads on any number of devices."""
+    _quiet_late_callbacks()
     checkpointer = ocp.PyTreeCheckpointer()
     metadata = checkpointer.metadata(path).item_metadata
     tree = metadata[subtree] if subtree else metadata
@@ -296,3 +473,21 @@ def has_params(directory: str) -> bool:
 def load_params(directory: str) -> dict:
     """The params written by `save_params`, as NumPy arrays."""
     return _read_numpy_params(_absolute(os.path.join(directory, PARAMS_DIR)), None)
+
+
+def _quiet_late_callbacks() -> None:
+    """A failed read leaves TensorStore callbacks aimed at Orbax's closed event loop; Python
+    reports each as an 'unraisable' traceback. They carry no information beyond the error
+    already raised, so they are dropped (every other unraisable report still goes through)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_bert_jax", False):
+        return
+
+    def hook(report):
+        value = report.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(report)
+
+    hook._bert_jax = True
+    sys.unraisablehook = hook

@@ -28,6 +28,21 @@ def assert_clean_failure(result, *words: str) -> None:
         ({"model.preset": "huge"}, ["model.preset"]),
         ({"data.corpus": "/no/corpus-*.txt"}, ["data.corpus", "/no/corpus-*.txt"]),
         ({"optimizer.name": "sgdx"}, ["optimizer.name"]),
+        # Settings that would have no effect are refused, not ignored.
+        ({"optimizer.name": "adam"}, ["optimizer.weight_decay=0.01", "optimizer.name=adamw"]),
+        ({"dtype": "float16"}, ["dtype='float16'", "loss scaling", "dtype=bfloat16"]),
+        ({"best_metric": "eval/accuracy"}, ["best_metric='eval/accuracy'", "'eval/mlm_loss'"]),
+        # A train step that cannot fit is refused after compiling it, before training.
+        (
+            {"device_memory_limit_bytes": 2**20},
+            [
+                "1.0 MiB (device_memory_limit_bytes)",
+                "temporaries",
+                "model.remat=true",
+                "mesh.fsdp",
+                "grad_accum_steps",
+            ],
+        ),  # fmt: skip
     ],
 )
 def test_bad_setting_fails_before_touching_the_workdir(tmp_path, overrides, words):

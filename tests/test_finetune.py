@@ -299,7 +299,14 @@ def test_fine_tune_from_a_pretraining_workdir_with_its_sentencepiece_tokenizer(t
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"parameter tensors from {pretrained}; newly initialised: classifier" in result.stderr
     assert "not used: mlm/" in result.stderr
-    assert max(read_scalars(workdir)["eval/accuracy"]) == 10
+    accuracy = read_scalars(workdir)["eval/accuracy"]
+    assert sorted(accuracy) == [10]  # one epoch of 160 examples / 16, evaluated at its end
+    assert 0.0 <= accuracy[10] <= 1.0
+    # The fine-tuned run tokenized with, and saved, the pretraining run's SentencePiece model.
+    from bert_jax.workdir import newest_step_dir, read_meta
+
+    tuned, pre = read_meta(newest_step_dir(workdir)), read_meta(newest_step_dir(pretrained))
+    assert "wordpiece" not in tuned and tuned["tokenizer"] == pre["tokenizer"]
     [record] = predict(workdir, ["a gorgeous , witty , seductive movie ."])
     assert record["label"] in ("0", "1")
     refused = subprocess.run(

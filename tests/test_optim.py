@@ -23,8 +23,9 @@ def config_with(**optimizer):
     [
         ("warmup_linear", {0: 0.0, 5: 0.5, 10: 1.0, 55: 0.5, 100: 0.0}),
         ("warmup_cosine", {0: 0.0, 5: 0.5, 10: 1.0, 55: 0.5, 100: 0.0}),
-        ("constant", {0: 1.0, 50: 1.0, 100: 1.0}),
-        ("step", {0: 1.0, 49: 1.0, 50: 0.5, 74: 0.5, 75: 0.25, 99: 0.25}),
+        # warmup_steps applies to every schedule (it was once ignored by these two)
+        ("constant", {0: 0.0, 5: 0.5, 10: 1.0, 50: 1.0, 100: 1.0}),
+        ("step", {0: 0.0, 5: 0.5, 10: 1.0, 49: 1.0, 50: 0.5, 74: 0.5, 75: 0.25, 99: 0.25}),
         ("exponential", {0: 0.0, 10: 1.0, 20: 0.5 ** (10 / 1000)}),
     ],
 )
@@ -101,7 +102,7 @@ def test_multisteps_k_micro_batches_equal_one_big_batch(name):
 def test_adamw_matches_a_hand_written_reference():
     """Two AdamW updates against the textbook formulas, decay masked off the bias."""
     config = config_with(name="adamw", schedule="constant", clip_norm=0.0, weight_decay=0.1)
-    config.learning_rate, config.optimizer.eps = 0.01, 1e-6
+    config.learning_rate, config.optimizer.eps, config.warmup_steps = 0.01, 1e-6, 0
     tx, _ = build_optimizer(config)
     rng = np.random.default_rng(1)
     params = {"dense": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)}}

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -71,6 +72,31 @@ def test_tensorboard_holds_every_promised_tag(default_run):
     assert any(t.startswith("params/") for t in histograms), histograms
     assert any(t.startswith("grads/") for t in histograms), histograms
     assert "hparams" in tags
+
+
+def test_throughput_and_mfu_are_positive_and_agree_with_the_clock(default_run):
+    workdir, result = default_run
+    scalars, written = read_scalars(workdir), read_scalars(workdir, wall_time=True)
+    tokens_per_sec, mfu = scalars["train/tokens_per_sec"], scalars["train/mfu"]
+    steps = sorted(tokens_per_sec)
+    assert steps == list(range(10, 151, 10))
+    assert all(0 < tokens_per_sec[s] < 1e8 and 0 < mfu[s] < 1 for s in steps)
+    per_device = scalars["train/tokens_per_sec_per_device"]
+    assert all(per_device[s] == pytest.approx(tokens_per_sec[s]) for s in steps)  # 1 device
+    # Each window's rate is its 10 steps of 16 x 128 tokens over the time between its log
+    # lines, which is (within the writer's delay) the time between their events.
+    clock = [
+        10 * 16 * 128 / (written["train/loss"][s] - written["train/loss"][s - 10])
+        for s in steps[1:]
+    ]
+    ratios = sorted(tokens_per_sec[s] / rate for s, rate in zip(steps[1:], clock, strict=True))
+    assert 0.67 < ratios[len(ratios) // 2] < 1.5, ratios
+    # MFU is the same rate in model FLOPs over the peak the log names.
+    flops, peak = map(float, re.search(
+        r"([\d.e+]+) model FLOPs per step, peak ([\d.e+]+) FLOP/s", result.stderr
+    ).groups())  # fmt: skip
+    for s in steps:
+        assert mfu[s] == pytest.approx(tokens_per_sec[s] / (16 * 128) * flops / peak, rel=0.01)
 
 
 def test_progress_line_and_learning_rate(default_run):

@@ -9,19 +9,13 @@ from bert_jax.convert.pretrained import Pretrained, is_pretrained_dir, load_pret
 from bert_jax.convert.tf import load_tf
 from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.errors import UserError
-from bert_jax.workdir import (
-    CHECKPOINTS_DIR,
-    is_workdir,
-    model_config_of,
-    newest_step_dir,
-    read_checkpoint,
-)
+from bert_jax.workdir import CHECKPOINTS_DIR, is_workdir, model_config_of, read_newest_checkpoint
 
 
 def load_workdir(directory: str, which: str = CHECKPOINTS_DIR) -> Pretrained:
-    """The params of a training workdir's newest checkpoint (or of `which="best"`), with the
-    run's model config, tokenizer and (fine-tuned) task."""
-    meta, params = read_checkpoint(newest_step_dir(directory, which))
+    """The params of a training workdir's newest readable checkpoint (or of `which="best"`),
+    with the run's model config, tokenizer and (fine-tuned) task."""
+    meta, params = read_newest_checkpoint(directory, which)
     task = json.loads(meta.get("task", "{}")) or None
     if task is not None and task.get("kind") == "pretraining":
         task = None
