@@ -16,7 +16,7 @@ from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.inputs import ENCODER_INPUTS
-from bert_jax.tasks.registry import task_module
+from bert_jax.tasks.registry import select_task, task_module
 from bert_jax.workdir import (
     BEST_DIR,
     CHECKPOINTS_DIR,
@@ -37,8 +37,11 @@ class Predictor:
         self._forward = jax.jit(lambda p, *inputs: nnx.merge(graphdef, p)(*inputs))
 
     @classmethod
-    def from_workdir(cls, workdir: str, which: str = "best") -> "Predictor":
-        """The best checkpoint (the newest if no eval has run yet), or the newest."""
+    def from_workdir(
+        cls, workdir: str, which: str = "best", task: str | None = None
+    ) -> "Predictor":
+        """The best checkpoint (the newest if no eval has run yet), or the newest; `task` picks
+        one task of a multi-task checkpoint."""
         if which == "best" and not os.path.isdir(os.path.join(workdir, BEST_DIR)):
             which = "latest"
         directory = BEST_DIR if which == "best" else CHECKPOINTS_DIR
@@ -46,6 +49,7 @@ class Predictor:
             raise UserError(f"{workdir} holds no checkpoints; point --workdir at a trained run.")
         meta, params = read_checkpoint(newest_step_dir(workdir, directory))
         info = json.loads(meta.get("task", "{}")) or {"kind": "pretraining"}
+        info, params = select_task(info, params, task)
         if not hasattr(task_module(info["kind"]), "predict"):
             raise UserError(
                 f"{workdir} is a pretraining run; predict needs a run fine-tuned with "

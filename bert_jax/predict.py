@@ -21,6 +21,7 @@ flags.DEFINE_string("input", None, "File of inputs, one per line; default stdin.
 flags.DEFINE_string("output", None, "File for the JSON lines; default stdout.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.")
 flags.DEFINE_integer("batch_size", 32, "Inputs per forward pass.")
+flags.DEFINE_string("task", None, "The task of a multi-task workdir to predict with.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -34,7 +35,7 @@ def main(argv: list[str]) -> None:
 
     quiet_libraries()
     try:
-        predictor = Predictor.from_workdir(FLAGS.workdir, FLAGS.checkpoint)
+        predictor = Predictor.from_workdir(FLAGS.workdir, FLAGS.checkpoint, FLAGS.task)
         source = open(FLAGS.input, encoding="utf-8") if FLAGS.input else sys.stdin
         with source:
             lines = [line.rstrip("\n") for line in source if line.strip()]

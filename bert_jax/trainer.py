@@ -18,6 +18,7 @@ from bert_jax import flops, sharding, train_metrics
 from bert_jax import workdir as workdir_lib
 from bert_jax.config_checks import resolve_derived, validate_config
 from bert_jax.data.any_tokenizer import tokenizer_from_meta
+from bert_jax.early_stopping import EarlyStopping
 from bert_jax.optim import build_optimizer
 from bert_jax.tasks.base import Task
 from bert_jax.tasks.registry import build_task
@@ -89,9 +90,12 @@ class _Loop:
         self.window = train_metrics.MetricWindow()
         self.batch_sharding = sharding.batch_sharding(mesh, config)
         replicated = sharding.replicated(mesh)
+        # Parameters the loss reads but never trains (a distillation teacher): placed by the task,
+        # passed to every step, never in the state, the optimizer or a checkpoint.
+        frozen_sharding = jax.tree.map(lambda x: x.sharding, task.frozen)
         self.train_step = jax.jit(
             make_train_step(spec.graphdef, tx, config.seed, task.loss),
-            in_shardings=(spec.shardings, self.batch_sharding),
+            in_shardings=(spec.shardings, self.batch_sharding, frozen_sharding),
             out_shardings=(spec.shardings, replicated),
             donate_argnums=0,
         )
@@ -103,8 +107,14 @@ class _Loop:
         )
         self.loss_and_grad = jax.jit(
             make_loss_and_grad(spec.graphdef, task.loss),
-            in_shardings=(params_sharding, self.batch_sharding, None),
+            in_shardings=(params_sharding, self.batch_sharding, None, frozen_sharding),
             out_shardings=(replicated, params_sharding),
+        )
+        self.early_stopping = EarlyStopping(
+            config.get("early_stopping_patience"),
+            config.get("early_stopping_min_delta", 0.0),
+            config.best_mode,
+            config.best_metric,
         )
         accum = config.optimizer.grad_accum_steps
         self.tokens_per_step = config.batch_size * config.data.max_seq_length * accum
@@ -112,14 +122,22 @@ class _Loop:
         self.peak_flops = flops.peak_flops_per_device(config.peak_flops_per_device)
 
     def progress_state(self) -> dict:
-        return {"data": self.task.train.get_state(), "metrics": self.window.state()}
+        return {
+            "data": self.task.train.get_state(),
+            "metrics": self.window.state(),
+            "early_stopping": self.early_stopping.state(),
+        }
 
     def run(self, state: dict, progress: dict | None) -> dict:
         config, accum = self.config, self.config.optimizer.grad_accum_steps
         if progress is not None:
             self.task.train.set_state(progress["data"])
             self.window.load(progress["metrics"])
+            self.early_stopping.load(progress.get("early_stopping"))
         first_step = int(state["micro_step"]) // accum
+        if self.early_stopping.stopped:
+            logging.info("The run stopped early at step %d; nothing to do.", first_step)
+            return state
         writer = train_metrics.create_writer(self.workdir)
         if first_step == 0:
             writer.write_hparams(train_metrics.flat_config(config))
@@ -139,12 +157,13 @@ class _Loop:
             for step in range(first_step + 1, config.num_train_steps + 1):
                 for _ in range(accum):
                     batch = sharding.put_batch(next(self.task.train), self.batch_sharding)
-                    state, step_metrics = self.train_step(state, batch)
+                    state, step_metrics = self.train_step(state, batch, self.task.frozen)
                     self.window.add(step, step_metrics)
                 # Read once: a later signal is handled at the next step. On TPU pods Orbax
                 # also tells every host that one of them is being preempted.
                 stopping = stop.raised or self.checkpoints.reached_preemption(step)
-                self.periodic_actions(step, state, batch, writer, stopping)
+                if self.periodic_actions(step, state, batch, writer, stopping):
+                    break  # early stopping: saved, best/ kept
                 if stopping:
                     logging.warning("Stopped at step %d; rerun the same command to continue.", step)
                     break
@@ -169,8 +188,12 @@ class _Loop:
             "mfu": steps_per_sec * self.flops_per_step / (devices * self.peak_flops),
         }
 
-    def periodic_actions(self, step: int, state: dict, batch: dict, writer, stopping: bool):
+    def periodic_actions(
+        self, step: int, state: dict, batch: dict, writer, stopping: bool
+    ) -> bool:  # fmt: skip
+        """Log, evaluate and checkpoint as due; True when early stopping ends the run here."""
         config = self.config
+        early_stop = False
         last = step == config.num_train_steps
         if step % config.log_every_steps == 0 or last:
             summary = self.window.pop_summary(self.task.summarize)
@@ -179,7 +202,7 @@ class _Loop:
             writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
             self.progress.log(step, summary)
         if step % config.histogram_every_steps == 0:
-            _, grads = self.loss_and_grad(state["params"], batch, None)
+            _, grads = self.loss_and_grad(state["params"], batch, None, self.task.frozen)
             writer.write_histograms(
                 step,
                 train_metrics.param_histograms(state["params"], "params")
@@ -190,10 +213,12 @@ class _Loop:
             summary = {f"eval/{k}": v for k, v in self.evaluate(state["params"]).items()}
             writer.write_scalars(step, summary)
             logging.info("eval at step %d: %s", step, _format(summary))
+            early_stop = self.early_stopping.update(step, summary)
             self.checkpoints.save_best(step, state, self.progress_state(), self.meta, summary)
-        if step % config.checkpoint_every_steps == 0 or last or stopping:
+        if step % config.checkpoint_every_steps == 0 or last or stopping or early_stop:
             # progress_state() drains the window first: a non-finite step stops before the save.
             self.checkpoints.save(step, state, self.progress_state(), self.meta)
+        return early_stop
 
 
 def _format(summary: dict[str, float]) -> str:

@@ -59,7 +59,7 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
-    start = starting_point(config)
+    start = starting_point(config, saved_tokenizer)
 
     def read(source, split):
         return read_examples(source, split=split, data_dir=data.data_dir)

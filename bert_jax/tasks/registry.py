@@ -23,20 +23,33 @@ MODULES = {
     "classification": "bert_jax.tasks.classification",
     "ner": "bert_jax.tasks.token_classification",
     "squad": "bert_jax.tasks.question_answering",
+    "distillation": "bert_jax.tasks.distillation",
+    "multitask": "bert_jax.tasks.multitask",
 }
+MULTITASK = "multitask"  # the `task` of a multi-task config (configs/finetune_multitask.py)
 
 
 def kind_of(config: ConfigDict) -> str:
-    """The task kind a run config trains: pretraining when it has no `task` key."""
+    """The task kind a run config trains: pretraining when it has no `task` key, distillation
+    when it names a `teacher`."""
     if "task" not in config:
         return "pretraining"
-    if config.task in GLUE or config.task in CUSTOM:
+    if "teacher" in config:
+        return "distillation"
+    if config.task == MULTITASK:
+        return MULTITASK
+    return task_kind(config.task)
+
+
+def task_kind(task: str) -> str:
+    """The kind of one fine-tuning task name (a GLUE task, classification, regression, ner or
+    squad)."""
+    if task in GLUE or task in CUSTOM:
         return "classification"
-    if config.task in ("ner", "squad"):
-        return config.task
+    if task in ("ner", "squad"):
+        return task
     raise UserError(
-        f"task={config.task!r} is unknown; choose one of {', '.join([*GLUE, *CUSTOM])}, "
-        "ner or squad."
+        f"task={task!r} is unknown; choose one of {', '.join([*GLUE, *CUSTOM])}, ner or squad."
     )
 
 
@@ -51,5 +64,20 @@ def task_module(kind: str) -> ModuleType:
 
 
 def build_task(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
-    """The Task the loop runs; `saved_tokenizer` is the one a resumed run's checkpoints hold."""
+    """The Task the loop runs; `saved_tokenizer` is the one a resumed run's checkpoints hold
+    (fine-tuning uses it when the config names no tokenizer and no `init_from`)."""
     return task_module(kind_of(config)).build(config, workdir, saved_tokenizer)
+
+
+def select_task(info: dict, params: dict, name: str | None) -> tuple[dict, dict]:
+    """The `info` and params of the one task `name` of a checkpoint (predict --task): a kind
+    holding several tasks provides `select`; a single-task checkpoint is itself."""
+    module = task_module(info["kind"])
+    if hasattr(module, "select"):
+        return module.select(info, params, name)
+    if name is not None:
+        raise UserError(
+            f"--task={name} selects a task of a multi-task run, but this checkpoint trained one "
+            f"{info['kind']} task; leave --task out."
+        )
+    return info, params

@@ -1,0 +1,245 @@
+"""Knowledge distillation: a student fine-tuned on the labels and on a frozen teacher's outputs.
+
+    loss = alpha * CE(labels) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+           [+ hidden_weight * sum MSE(hidden states) + attention_weight * sum MSE(attention scores)]
+
+as Hinton et al. (2015) and DistilBERT, with TinyBERT's layer losses over a layer map (student
+layer m <- teacher layer g(m); the hidden-state loss needs equal widths, the attention loss equal
+head counts). Regression distils the teacher's score by squared error. The student is built like
+any fine-tuning run of its task, and its checkpoints are that task's (predict and convert treat
+them as such); the teacher's parameters are a frozen input of the same jitted step.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from absl import logging
+from flax import nnx
+from ml_collections import ConfigDict
+
+from bert_jax import flops, sharding
+from bert_jax.data.any_tokenizer import tokenizer_to_meta
+from bert_jax.errors import UserError
+from bert_jax.tasks import classification, token_classification
+from bert_jax.tasks.base import Task
+from bert_jax.tasks.finetuning import forward
+from bert_jax.tasks.registry import task_kind, task_module
+from bert_jax.tasks.teacher import Teacher, load_teacher, place_params, teacher_model
+
+# What each distillable kind contributes: the labels' loss from logits, and the weight of each
+# position of logits[..., 0] (an example, or a labelled token).
+_KINDS = {
+    "classification": (classification.make_logits_loss, classification.example_weight),
+    "ner": (
+        lambda regression: token_classification.logits_loss,
+        token_classification.example_weight,
+    ),
+}
+_METRICS = ("hard_loss", "soft_loss", "hidden_loss", "attention_loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    alpha: float
+    temperature: float
+    hidden_weight: float
+    attention_weight: float
+    hidden_pairs: tuple[tuple[int, int], ...]  # (student, teacher) layers; 0 = embeddings
+    attention_pairs: tuple[tuple[int, int], ...]  # (student, teacher) layers, both >= 1
+
+    @property
+    def intermediates(self) -> bool:
+        return self.hidden_weight > 0 or self.attention_weight > 0
+
+
+def soft_loss(student_logits, teacher_logits, temperature: float, regression: bool):
+    """Per position: T^2 * KL(softmax(teacher/T) || softmax(student/T)), or for regression the
+    squared difference of the scores."""
+    if regression:
+        return jnp.square(student_logits[..., 0] - teacher_logits[..., 0])
+    teacher_log_p = jax.nn.log_softmax(teacher_logits / temperature)
+    student_log_p = jax.nn.log_softmax(student_logits / temperature)
+    kl = (jnp.exp(teacher_log_p) * (teacher_log_p - student_log_p)).sum(-1)
+    return temperature**2 * kl
+
+
+def _token_mask(batch) -> jax.Array:
+    return batch["attention_mask"].astype(jnp.float32)  # [B, S]
+
+
+def _pair_mask(batch) -> jax.Array:
+    """[B, 1, S, S]: 1 where query and key are real tokens of the same example."""
+    if "segment_ids" in batch:
+        segments = batch["segment_ids"]
+        same = segments[:, :, None] == segments[:, None, :]
+        return (same & (segments[:, None, :] > 0)).astype(jnp.float32)[:, None]
+    mask = _token_mask(batch)
+    return (mask[:, :, None] * mask[:, None, :])[:, None]
+
+
+def layer_losses(student: dict, teacher: dict, batch, settings: Settings) -> dict:
+    """TinyBERT's hidden-state and attention-score MSE, each summed over its layer pairs and
+    averaged over real tokens (token pairs of one example for attention)."""
+    out = {}
+    if settings.hidden_weight > 0:
+        mask = _token_mask(batch)[..., None]
+        count = jnp.maximum(mask.sum() * student["hidden"].shape[-1], 1.0)
+        out["hidden_loss"] = sum(
+            (jnp.square(student["hidden"][m] - teacher["hidden"][n]) * mask).sum() / count
+            for m, n in settings.hidden_pairs
+        )
+    if settings.attention_weight > 0:
+        mask = _pair_mask(batch)
+        count = jnp.maximum(mask.sum() * student["attention_scores"].shape[2], 1.0)
+        scores_s, scores_t = student["attention_scores"], teacher["attention_scores"]
+        out["attention_loss"] = sum(
+            (jnp.square(scores_s[m - 1] - scores_t[n - 1]) * mask).sum() / count
+            for m, n in settings.attention_pairs
+        )
+    return out
+
+
+def make_loss(teacher_graphdef: nnx.GraphDef, kind: str, regression: bool, settings: Settings):
+    """The jittable distillation loss: (student, batch, dropout_rng, teacher params) -> (loss,
+    sums); the teacher runs without dropout and no gradient reaches it."""
+    make_hard_loss, weight_of = _KINDS[kind]
+    hard_loss = make_hard_loss(regression)
+
+    def loss(model, batch, dropout_rng, teacher_params):
+        teacher = nnx.merge(teacher_graphdef, jax.lax.stop_gradient(teacher_params))
+        options = {"intermediates": True} if settings.intermediates else {}
+        student_out = forward(model, batch, dropout_rng, **options)
+        teacher_out = forward(teacher, batch, None, **options)
+        if not settings.intermediates:
+            student_out, teacher_out = (student_out, None), (teacher_out, None)
+        (student_logits, student_inner), (teacher_logits, teacher_inner) = student_out, teacher_out
+        hard, sums = hard_loss(student_logits, batch)
+        weight = weight_of(batch)
+        per_position = soft_loss(student_logits, teacher_logits, settings.temperature, regression)
+        soft = (per_position * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+        parts = {"hard_loss": hard, "soft_loss": soft}
+        total = settings.alpha * hard + (1.0 - settings.alpha) * soft
+        if settings.intermediates:
+            layers = layer_losses(student_inner, teacher_inner, batch, settings)
+            total += settings.hidden_weight * layers.get("hidden_loss", 0.0)
+            total += settings.attention_weight * layers.get("attention_loss", 0.0)
+            parts |= layers
+        return total, sums | parts
+
+    return loss
+
+
+def make_summarize(summarize):
+    """The student task's train figures, and the loss's parts averaged per step."""
+
+    def summarize_distillation(sums: dict, num_steps: int) -> dict:
+        parts = {key: sums[key] / num_steps for key in _METRICS if key in sums}
+        return summarize(sums, num_steps) | parts
+
+    return summarize_distillation
+
+
+def settings_from_config(config: ConfigDict, student_layers: int, teacher_layers: int) -> Settings:
+    d = config.distill
+    if not 0.0 <= d.alpha <= 1.0:
+        raise UserError(f"distill.alpha={d.alpha} must lie in [0, 1].")
+    if d.temperature <= 0:
+        raise UserError(f"distill.temperature={d.temperature} must be positive.")
+    if d.hidden_weight < 0 or d.attention_weight < 0:
+        raise UserError("distill.hidden_weight and distill.attention_weight must not be negative.")
+    if d.layer_map is None:
+        pairs = [(0, 0)] + [
+            (m, m * teacher_layers // student_layers) for m in range(1, student_layers + 1)
+        ]
+    else:
+        pairs = [tuple(int(i) for i in pair) for pair in d.layer_map]
+    for pair in pairs:
+        if len(pair) != 2 or not (
+            0 <= pair[0] <= student_layers and 0 <= pair[1] <= teacher_layers
+        ):
+            raise UserError(
+                f"distill.layer_map has {pair}; give (student layer, teacher layer) pairs within "
+                f"0..{student_layers} and 0..{teacher_layers} (0 = the embeddings)."
+            )
+    return Settings(
+        alpha=float(d.alpha),
+        temperature=float(d.temperature),
+        hidden_weight=float(d.hidden_weight),
+        attention_weight=float(d.attention_weight),
+        hidden_pairs=tuple(pairs),
+        attention_pairs=tuple(p for p in pairs if p[0] >= 1 and p[1] >= 1),
+    )
+
+
+def check_compatible(teacher: Teacher, student: Task, kind: str, config: ConfigDict) -> None:
+    """The teacher must have been trained for this task, on the same labels and token ids."""
+    origin = f"teacher={config.teacher!r}"
+    if teacher.info.get("kind") != kind:
+        raise UserError(
+            f"{origin} was trained for a {teacher.info.get('kind', 'pretraining')} task, the "
+            f"student for {kind} (task={config.task!r}); give a teacher of the same task."
+        )
+    if teacher.info.get("labels") != student.info.get("labels"):
+        raise UserError(
+            f"{origin} predicts the labels {teacher.info.get('labels')}, the student's data has "
+            f"{student.info.get('labels')}; give a teacher trained on the same labels."
+        )
+    if tokenizer_to_meta(teacher.tokenizer) != tokenizer_to_meta(student.tokenizer):
+        raise UserError(
+            f"{origin} uses another tokenizer than the student; leave data.tokenizer and "
+            "init_from unset to use the teacher's, or give weights with the teacher's vocabulary."
+        )
+    if config.data.max_seq_length > teacher.model_config.max_position_embeddings:
+        raise UserError(
+            f"data.max_seq_length={config.data.max_seq_length} exceeds the teacher's "
+            f"{teacher.model_config.max_position_embeddings} positions; lower it."
+        )
+    d, s, t = config.distill, student.model_config, teacher.model_config
+    if d.hidden_weight > 0 and s.hidden_size != t.hidden_size:
+        raise UserError(
+            f"distill.hidden_weight needs the student's hidden_size ({s.hidden_size}) to equal "
+            f"the teacher's ({t.hidden_size}); set distill.hidden_weight=0 for a narrower student."
+        )
+    if d.attention_weight > 0 and s.num_heads != t.num_heads:
+        raise UserError(
+            f"distill.attention_weight needs the student's num_heads ({s.num_heads}) to equal "
+            f"the teacher's ({t.num_heads}); set model.num_heads or distill.attention_weight=0."
+        )
+
+
+def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
+    kind = task_kind(config.task)
+    if kind not in _KINDS:
+        raise UserError(
+            f"distillation is for classification, regression and NER; task={config.task!r} "
+            "is not one of them."
+        )
+    teacher = load_teacher(config.teacher)
+    # Without data.tokenizer or init_from, the student reads the teacher's token ids.
+    student = task_module(kind).build(config, workdir, saved_tokenizer or teacher.tokenizer)
+    check_compatible(teacher, student, kind, config)
+    bert, build_teacher = teacher_model(teacher, config.dtype)
+    settings = settings_from_config(config, student.model_config.num_layers, bert.num_layers)
+    graphdef, params = place_params(teacher, build_teacher, sharding.make_mesh(config), config)
+    logging.info(
+        "Distilling from the teacher %s (%d layers, hidden %d) into a student of %d layers, "
+        "hidden %d: alpha=%g, T=%g, hidden %g, attention %g over layers %s.",
+        teacher.origin, bert.num_layers, bert.hidden_size, student.model_config.num_layers,
+        student.model_config.hidden_size, settings.alpha, settings.temperature,
+        settings.hidden_weight, settings.attention_weight, settings.hidden_pairs,
+    )  # fmt: skip
+    regression = kind == "classification" and student.info["labels"] is None
+    teacher_forward = (
+        flops.train_flops_per_step(
+            bert, config.batch_size, config.data.max_seq_length, 0, sentence_head=False
+        )
+        / 3
+    )  # forward only: a third of forward + backward
+    return dataclasses.replace(
+        student,
+        loss=make_loss(graphdef, kind, regression, settings),
+        summarize=make_summarize(student.summarize),
+        flops_per_step=student.flops_per_step + teacher_forward,
+        frozen=params,
+    )
