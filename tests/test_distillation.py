@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx, traverse_util
-from test_finetune import SST2, finetune, predict, read_tsv, write_vocab
+from test_finetune import SST2, finetune, read_tsv, write_vocab
 
 from conftest import tiny_bert
 
@@ -130,7 +130,7 @@ def test_loss_is_alpha_ce_plus_t2_kl_plus_layer_mse(kind, num_labels):
     assert soft > 0 and attention > 0  # two different models: every term is at work
 
 
-def test_without_layer_losses_the_models_are_not_asked_for_intermediates():
+def test_without_layer_losses_no_intermediates_and_alpha_1_is_plain_fine_tuning():
     from bert_jax.tasks.distillation import make_loss
 
     student, teacher = _models("classification", 2)
@@ -141,6 +141,15 @@ def test_without_layer_losses_the_models_are_not_asked_for_intermediates():
     loss, sums = nnx.jit(distill_loss)(student, batch, None, teacher_params)
     assert "hidden_loss" not in sums and "attention_loss" not in sums
     np.testing.assert_allclose(float(loss), float(sums["soft_loss"]), rtol=1e-6)
+
+    from bert_jax.tasks.classification import make_loss as labels_only
+
+    # alpha=1 and no layer losses: exactly fine-tuning on the labels (the teacher is not run).
+    settings = _settings(hidden_weight=0.0, attention_weight=0.0, alpha=1.0)
+    distill_loss = make_loss(graphdef, "classification", False, settings)
+    loss, sums = nnx.jit(distill_loss)(student, batch, None, teacher_params)
+    assert "soft_loss" not in sums
+    assert float(loss) == float(nnx.jit(labels_only(False))(student, batch, None)[0])
 
 
 def test_teacher_is_a_frozen_step_input_outside_the_state():
@@ -216,6 +225,7 @@ def sst2_teacher(tmp_path_factory):
 
 @pytest.mark.slow
 def test_distilled_student_checkpoint_holds_the_student_alone(sst2_teacher, tmp_path):
+    from bert_jax.inference import Predictor
     from bert_jax.model.task_models import BertForSequenceClassification
     from bert_jax.workdir import model_config_of, newest_step_dir, read_checkpoint
 
@@ -250,7 +260,7 @@ def test_distilled_student_checkpoint_holds_the_student_alone(sst2_teacher, tmp_
     scalars = read_scalars(student)
     for tag in ("train/soft_loss", "train/hard_loss", "train/hidden_loss", "train/attention_loss"):
         assert np.isfinite(list(scalars[tag].values())).all(), tag
-    records = predict(student, ["a gorgeous , witty film", "dull and lifeless"])
+    records = Predictor.from_workdir(student).predict_lines(["a gorgeous , witty film", "dull"])
     assert {r["label"] for r in records} <= {"0", "1"}
 
 

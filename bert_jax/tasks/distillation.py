@@ -52,6 +52,11 @@ class Settings:
     def intermediates(self) -> bool:
         return self.hidden_weight > 0 or self.attention_weight > 0
 
+    @property
+    def needs_teacher(self) -> bool:
+        """alpha=1 without layer losses is plain fine-tuning: the teacher is not run at all."""
+        return self.alpha < 1.0 or self.intermediates
+
 
 def soft_loss(student_logits, teacher_logits, temperature: float, regression: bool):
     """Per position: T^2 * KL(softmax(teacher/T) || softmax(student/T)), or for regression the
@@ -107,6 +112,8 @@ def make_loss(teacher_graphdef: nnx.GraphDef, kind: str, regression: bool, setti
     hard_loss = make_hard_loss(regression)
 
     def loss(model, batch, dropout_rng, teacher_params):
+        if not settings.needs_teacher:
+            return hard_loss(forward(model, batch, dropout_rng), batch)
         teacher = nnx.merge(teacher_graphdef, jax.lax.stop_gradient(teacher_params))
         options = {"intermediates": True} if settings.intermediates else {}
         student_out = forward(model, batch, dropout_rng, **options)
@@ -230,12 +237,14 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
         settings.hidden_weight, settings.attention_weight, settings.hidden_pairs,
     )  # fmt: skip
     regression = kind == "classification" and student.info["labels"] is None
+    # The teacher's forward pass is a third of its forward + backward; none when it is not run.
     teacher_forward = (
-        flops.train_flops_per_step(
+        settings.needs_teacher
+        * flops.train_flops_per_step(
             bert, config.batch_size, config.data.max_seq_length, 0, sentence_head=False
         )
         / 3
-    )  # forward only: a third of forward + backward
+    )
     return dataclasses.replace(
         student,
         loss=make_loss(graphdef, kind, regression, settings),
