@@ -1,6 +1,6 @@
 """Predict with a fine-tuned workdir: one JSON line out per input line.
 
-    python -m bert_jax.predict --workdir=DIR [--input=FILE] [--checkpoint=best|latest]
+    python -m bert_jax.predict --workdir=DIR [--input=FILE] [--checkpoint=best|latest] [--task=NAME]
 
 Input lines are JSON objects or tab-separated text (stdin without --input):
   classification: the text column(s) the task was trained on (JSON keys, or TSV columns in
@@ -8,6 +8,7 @@ Input lines are JSON objects or tab-separated text (stdin without --input):
     "probabilities"} or {"score"} for regression;
   ner: {"tokens": [...]} or plain text split at whitespace -> {"words", "tags", "entities"};
   squad: {"id", "question", "context"} or question<TAB>context -> {"id", "answer"}.
+A multi-task workdir predicts with the head of the task --task names.
 """
 
 import json

@@ -268,6 +268,7 @@ def test_distilled_student_checkpoint_holds_the_student_alone(sst2_teacher, tmp_
     "overrides, message",
     [
         ({"teacher": "/nonexistent"}, "teacher='/nonexistent' is not a directory"),
+        ({"task": "ner"}, "was trained for a classification task, the student for ner"),
         ({"data.labels": ("1", "0")}, "predicts the labels ['0', '1']"),  # order matters
         ({"model.hidden_size": 16, "distill.hidden_weight": 1.0}, "distill.hidden_weight needs"),
         ({"distill.layer_map": ((1, 5),)}, "distill.layer_map has (1, 5)"),
@@ -290,3 +291,57 @@ def test_bad_distillation_settings_are_one_sentence(sst2_teacher, tmp_path, over
     with pytest.raises(UserError, match=re.escape(message)):
         build_task(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+SHARDING_SCRIPT = """
+import json, sys
+import numpy as np, optax
+from flax import nnx, traverse_util
+sys.path.insert(0, "tests")
+from conftest import tiny_bert
+from bert_jax import sharding
+from bert_jax.model.task_models import BertForSequenceClassification
+from bert_jax.tasks.teacher import Teacher, place_params
+from bert_jax.train_state import state_spec
+from configs import distill_glue
+
+config = distill_glue.get_config()
+config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 2, 2
+mesh = sharding.make_mesh(config)
+bert = tiny_bert(num_layers=2)
+build = lambda rngs: BertForSequenceClassification(bert, 2, rngs=rngs)
+shapes = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: build(nnx.Rngs(0))), nnx.Param))
+params = {"/".join(k): np.full(v.shape, i, v.dtype)
+          for i, (k, v) in enumerate(traverse_util.flatten_dict(shapes).items())}
+teacher = Teacher({}, bert, None, traverse_util.unflatten_dict(params, sep="/"), "test")
+_, placed = place_params(teacher, build, mesh, config)
+student = state_spec(config, bert, build, optax.adam(1e-3), mesh).shardings["params"]
+flat_placed = traverse_util.flatten_dict(placed, sep="/")
+flat_student = traverse_util.flatten_dict(student, sep="/")
+print(json.dumps({
+    "same": all(flat_placed[k].sharding.spec == flat_student[k].spec for k in flat_student),
+    "sharded": sum(len(v.sharding.device_set) > 1 and not v.sharding.is_fully_replicated
+                   for v in flat_placed.values()),
+    "values": all(np.array_equal(np.asarray(flat_placed[k]), params[k]) for k in params),
+}))
+"""
+
+
+def test_teacher_is_sharded_by_the_students_rules():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDING_SCRIPT],
+        cwd=REPO,
+        env=os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"same": True, "sharded": report["sharded"], "values": True}
+    assert report["sharded"] > 10  # fsdp and tensor axes really split the teacher's matrices

@@ -160,10 +160,12 @@ def settings_from_config(config: ConfigDict, student_layers: int, teacher_layers
             (m, m * teacher_layers // student_layers) for m in range(1, student_layers + 1)
         ]
     else:
-        pairs = [tuple(int(i) for i in pair) for pair in d.layer_map]
+        pairs = [
+            tuple(pair) if isinstance(pair, (tuple, list)) else (pair,) for pair in d.layer_map
+        ]
     for pair in pairs:
         if len(pair) != 2 or not (
-            0 <= pair[0] <= student_layers and 0 <= pair[1] <= teacher_layers
+            0 <= int(pair[0]) <= student_layers and 0 <= int(pair[1]) <= teacher_layers
         ):
             raise UserError(
                 f"distill.layer_map has {pair}; give (student layer, teacher layer) pairs within "
@@ -174,19 +176,14 @@ def settings_from_config(config: ConfigDict, student_layers: int, teacher_layers
         temperature=float(d.temperature),
         hidden_weight=float(d.hidden_weight),
         attention_weight=float(d.attention_weight),
-        hidden_pairs=tuple(pairs),
-        attention_pairs=tuple(p for p in pairs if p[0] >= 1 and p[1] >= 1),
+        hidden_pairs=tuple((int(m), int(n)) for m, n in pairs),
+        attention_pairs=tuple((int(m), int(n)) for m, n in pairs if m >= 1 and n >= 1),
     )
 
 
 def check_compatible(teacher: Teacher, student: Task, kind: str, config: ConfigDict) -> None:
     """The teacher must have been trained for this task, on the same labels and token ids."""
     origin = f"teacher={config.teacher!r}"
-    if teacher.info.get("kind") != kind:
-        raise UserError(
-            f"{origin} was trained for a {teacher.info.get('kind', 'pretraining')} task, the "
-            f"student for {kind} (task={config.task!r}); give a teacher of the same task."
-        )
     if teacher.info.get("labels") != student.info.get("labels"):
         raise UserError(
             f"{origin} predicts the labels {teacher.info.get('labels')}, the student's data has "
@@ -223,6 +220,12 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
             "is not one of them."
         )
     teacher = load_teacher(config.teacher)
+    teacher_kind = teacher.info.get("kind", "pretraining")
+    if teacher_kind != kind:
+        raise UserError(
+            f"teacher={config.teacher!r} was trained for a {teacher_kind} task, the student for "
+            f"{kind} (task={config.task!r}); give a teacher fine-tuned on the same task."
+        )
     # Without data.tokenizer or init_from, the student reads the teacher's token ids.
     student = task_module(kind).build(config, workdir, saved_tokenizer or teacher.tokenizer)
     check_compatible(teacher, student, kind, config)
@@ -231,10 +234,11 @@ def build(config: ConfigDict, workdir: str, saved_tokenizer=None) -> Task:
     graphdef, params = place_params(teacher, build_teacher, sharding.make_mesh(config), config)
     logging.info(
         "Distilling from the teacher %s (%d layers, hidden %d) into a student of %d layers, "
-        "hidden %d: alpha=%g, T=%g, hidden %g, attention %g over layers %s.",
+        "hidden %d: alpha=%g, T=%g%s.",
         teacher.origin, bert.num_layers, bert.hidden_size, student.model_config.num_layers,
         student.model_config.hidden_size, settings.alpha, settings.temperature,
-        settings.hidden_weight, settings.attention_weight, settings.hidden_pairs,
+        f", hidden {settings.hidden_weight:g} and attention {settings.attention_weight:g} over "
+        f"(student, teacher) layers {settings.hidden_pairs}" if settings.intermediates else "",
     )  # fmt: skip
     regression = kind == "classification" and student.info["labels"] is None
     # The teacher's forward pass is a third of its forward + backward; none when it is not run.
