@@ -18,7 +18,7 @@ ALPHA, TEMPERATURE, HIDDEN, ATTENTION = 0.3, 2.0, 0.5, 0.25
 
 
 def _settings(**overrides):
-    from bert_jax.tasks.distillation import Settings
+    from bert_jax.tasks.distillation_loss import Settings
 
     values = dict(
         alpha=ALPHA,
@@ -77,7 +77,7 @@ def _log_softmax(x):
     "kind, num_labels", [("classification", 3), ("classification", 1), ("ner", 4)]
 )
 def test_loss_is_alpha_ce_plus_t2_kl_plus_layer_mse(kind, num_labels):
-    from bert_jax.tasks.distillation import make_loss
+    from bert_jax.tasks.distillation_loss import make_loss
 
     student, teacher = _models(kind, num_labels)
     batch = _batch(kind, num_labels)
@@ -131,7 +131,7 @@ def test_loss_is_alpha_ce_plus_t2_kl_plus_layer_mse(kind, num_labels):
 
 
 def test_without_layer_losses_no_intermediates_and_alpha_1_is_plain_fine_tuning():
-    from bert_jax.tasks.distillation import make_loss
+    from bert_jax.tasks.distillation_loss import make_loss
 
     student, teacher = _models("classification", 2)
     batch = _batch("classification", 2)
@@ -155,7 +155,7 @@ def test_without_layer_losses_no_intermediates_and_alpha_1_is_plain_fine_tuning(
 def test_teacher_is_a_frozen_step_input_outside_the_state():
     """One jitted step runs both models; the state (what is optimised and checkpointed) holds the
     student alone, the teacher's arrays are unchanged, and the teacher does steer the update."""
-    from bert_jax.tasks.distillation import make_loss
+    from bert_jax.tasks.distillation_loss import make_loss
     from bert_jax.train_step import make_train_step
 
     student, teacher = _models("classification", 2)

@@ -5,7 +5,8 @@ Every task module provides `build(config, workdir, saved_tokenizer) -> Task` (tr
 `model(bert, info)` (the model builder, from the architecture and the task's JSON `info`, which
 every checkpoint stores) and `predict(predictor, lines, batch_size)` (decoding model outputs back
 to records; absent where a kind has nothing to predict), so training and prediction can
-never disagree about a task.
+never disagree about a task. A kind holding several tasks (multitask) also provides
+`select(info, params, name)`: the info and params of one of them, which then predicts as its own.
 """
 
 import importlib
