@@ -88,6 +88,7 @@ def add_finetuning(c: config_dict.ConfigDict, *, task: str, max_seq_length: int)
     c.histogram_every_steps = 1000
     c.best_metric = config_dict.placeholder(str)  # unset: the task's main metric, e.g. eval/f1
     c.best_mode = "max"  # "min" or "max"
+    add_early_stopping(c)
 
     add_runtime(c)
     c.model = model("base")  # used only without init_from
@@ -110,3 +111,56 @@ def add_finetuning(c: config_dict.ConfigDict, *, task: str, max_seq_length: int)
     c.data.max_segments_per_row = 8  # examples per packed row at most
 
     c.optimizer = optimizer()
+
+
+def add_early_stopping(c: config_dict.ConfigDict) -> None:
+    """End the run after this many evaluations without `best_metric` improving by more than
+    the delta (unset: never); `best/` keeps the best, and a rerun does not train further."""
+    c.early_stopping_patience = config_dict.placeholder(int)
+    c.early_stopping_min_delta = 0.0
+
+
+def add_glue_data(data: config_dict.ConfigDict) -> None:
+    """Columns of TSV/CSV/JSONL files; unset: the GLUE task's (an index for header-less files)."""
+    data.text_a = config_dict.placeholder(str)
+    data.text_b = config_dict.placeholder(str)
+    data.label = config_dict.placeholder(str)
+    data.header = config_dict.placeholder(bool)
+    data.labels = config_dict.placeholder(tuple)  # label names, in id order
+
+
+def add_ner_data(data: config_dict.ConfigDict) -> None:
+    """CoNLL files, JSON lines or TFDS conll2003 (whose validation split is `dev`)."""
+    data.validation_split = "dev"  # TFDS conll2003's
+    data.tokens_key = "tokens"  # JSON lines / TFDS feature holding the words
+    data.tags_key = config_dict.placeholder(str)  # unset: ner_tags (JSON lines), ner (TFDS)
+    data.labels = config_dict.placeholder(tuple)  # tag names in id order; unset: from train
+
+
+def add_squad_data(data: config_dict.ConfigDict) -> None:
+    """Windows over long contexts and the decoding of answers."""
+    data.doc_stride = 128  # tokens between the starts of a long context's windows
+    data.max_query_length = 64
+    data.n_best_size = 20
+    data.max_answer_length = 30  # tokens
+    data.version_2 = False  # True: questions may have no answer (SQuAD 2.0)
+    data.null_score_diff_threshold = 0.0  # v2: answer "" when null beats the best span by this
+
+
+# Task kind (tasks/registry.kind_of) -> the data keys its task reads beyond add_finetuning's.
+TASK_DATA = {"classification": add_glue_data, "ner": add_ner_data, "squad": add_squad_data}
+
+
+def add_distillation(c: config_dict.ConfigDict) -> None:
+    """The teacher and the loss alpha*CE + (1-alpha)*T^2*KL (+ TinyBERT's layer losses)."""
+    # A fine-tuned workdir of this project (its best checkpoint) for the same task and labels,
+    # with the student's tokenizer (unset data.tokenizer and init_from: the teacher's).
+    c.teacher = config_dict.placeholder(str)
+    d = c.distill = config_dict.ConfigDict()
+    d.alpha = 0.5  # weight of the cross-entropy with the labels; 1 - alpha: the teacher's
+    d.temperature = 2.0  # softens both distributions; the KL term is scaled by T^2
+    d.hidden_weight = 0.0  # TinyBERT hidden-state MSE over the layer map (equal widths only)
+    d.attention_weight = 0.0  # TinyBERT attention-score MSE over the layer map (equal heads)
+    # (student layer, teacher layer) pairs, 0 = the embeddings (hidden states only); unset:
+    # student layer m <- teacher layer m * N // M, and the embeddings.
+    d.layer_map = config_dict.placeholder(tuple)

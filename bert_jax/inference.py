@@ -23,7 +23,7 @@ from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.encoder_outputs import POOLINGS
 from bert_jax.model.inputs import ENCODER_INPUTS
-from bert_jax.tasks.registry import PREDICTION_MODES, task_module
+from bert_jax.tasks.registry import PREDICTION_MODES, select_task, task_module
 from bert_jax.workdir import BEST_DIR, CHECKPOINTS_DIR, is_workdir, newest_step_dir
 
 BUCKETS = (32, 64, 128, 256, 512)
@@ -63,7 +63,8 @@ class Predictor:
         cls, workdir: str, which: str = "best", task: str | None = None, **options
     ) -> "Predictor":
         """A training workdir's best checkpoint (the newest if none is best yet), or its newest
-        (`which="latest"`); `task` picks a prediction mode for pretraining runs."""
+        (`which="latest"`); `task` picks a prediction mode for pretraining runs, or one task of a
+        multi-task run."""
         directory = CHECKPOINTS_DIR
         if which == "best":
             try:
@@ -91,15 +92,19 @@ class Predictor:
     @classmethod
     def _of(cls, pretrained, origin: str, task: str | None, options: dict) -> "Predictor":
         positions = pretrained.config.max_position_embeddings
-        if task is None:
-            if pretrained.task is None:
+        if task not in PREDICTION_MODES:
+            if pretrained.task is None and task is None:
                 raise UserError(
                     f"{origin} is a pretraining run; predict needs a run fine-tuned with "
                     "configs/finetune_glue.py, finetune_ner.py or finetune_squad.py, or "
                     f"--task={'|'.join(PREDICTION_MODES)}."
                 )
-            info = pretrained.task
-        elif task == "embeddings":
+            if pretrained.task is None:
+                raise UserError(f"--task={task!r} is not one of {', '.join(PREDICTION_MODES)}.")
+            # A fine-tuned model predicts as trained; `task` names one task of a multi-task run.
+            info, params = select_task(pretrained.task, pretrained.params, task)
+            return cls(info, pretrained.config, params, pretrained.tokenizer)
+        if task == "embeddings":
             pooling = options.get("pooling", "mean")
             if pooling not in POOLINGS:
                 raise UserError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}.")
@@ -112,8 +117,6 @@ class Predictor:
                     "fill-mask needs pretraining weights."
                 )
             info = {"kind": task, "top_k": options.get("top_k", 5), "max_seq_length": positions}
-        else:
-            raise UserError(f"--task={task!r} is not one of {', '.join(PREDICTION_MODES)}.")
         return cls(info, pretrained.config, pretrained.params, pretrained.tokenizer)
 
     def forward_fn(self):

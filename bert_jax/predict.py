@@ -2,6 +2,7 @@
 
     python -m bert_jax.predict --workdir=DIR [--input=FILE] [--checkpoint=best|latest]
     python -m bert_jax.predict --workdir=WEIGHTS_DIR --task=embeddings|fill-mask
+    python -m bert_jax.predict --workdir=MULTITASK_DIR --task=NAME
 
 --workdir is a training workdir, or a weights directory (convert's output, Hugging Face or
 Google BERT). Input lines are JSON objects or tab-separated text (stdin without --input):
@@ -13,7 +14,8 @@ Google BERT). Input lines are JSON objects or tab-separated text (stdin without 
   --task=embeddings: text or {"text"} -> {"embedding"} (--pooling=mean|cls, --normalize);
   --task=fill-mask: text with [MASK]s -> {"masks": [[{"token", "token_str", "score"}]]}.
 Records are written as they are ready, in input order; a bad line stops with one sentence
-naming its line number, after the records of the lines before it.
+naming its line number, after the records of the lines before it. A multi-task workdir
+predicts with the head of the task --task names.
 """
 
 import json
@@ -29,7 +31,9 @@ flags.DEFINE_string("workdir", None, "A training workdir, or a weights directory
 flags.DEFINE_string("input", None, "File of inputs, one per line; default stdin.")
 flags.DEFINE_string("output", None, "File for the JSON lines; default stdout.")
 flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of a workdir.")
-flags.DEFINE_enum("task", None, ["embeddings", "fill-mask"], "A prediction mode for any weights.")
+flags.DEFINE_string(
+    "task", None, "embeddings|fill-mask for any weights, or a task of a multi-task workdir."
+)
 flags.DEFINE_enum("pooling", "mean", ["mean", "cls"], "--task=embeddings: how tokens are pooled.")
 flags.DEFINE_bool("normalize", False, "--task=embeddings: scale vectors to unit length.")
 flags.DEFINE_integer("top_k", 5, "--task=fill-mask: tokens per [MASK].")

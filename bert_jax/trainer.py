@@ -26,6 +26,7 @@ from ml_collections import ConfigDict
 from bert_jax import console, flops, run_lock, sharding, train_metrics
 from bert_jax import workdir as workdir_lib
 from bert_jax.config_checks import check_best_metric, resolve_derived, validate_config
+from bert_jax.early_stopping import EarlyStopping
 from bert_jax.errors import UserError
 from bert_jax.optim import build_optimizer
 from bert_jax.tasks.base import Task
@@ -97,7 +98,7 @@ def _train(config: ConfigDict, workdir: str, mesh, lock) -> dict:
         workdir_lib.write_config(workdir, config)  # the run starts: its checkpoints fit
         state, step = loop.run(state, progress, checkpoints)
         checkpoints.wait()
-        if step == config.num_train_steps:
+        if step == config.num_train_steps or loop.early_stopping.stopped:
             workdir_lib.mark_done(workdir, step)  # scripts tell "finished" from "stopped" by it
         return state
     finally:
@@ -111,8 +112,8 @@ def _with_stop_votes(train_step):
     """The step also returns the max over processes of their stop votes (one per batch row),
     so agreeing on a stop costs no extra collective."""
 
-    def step(state, batch, votes):
-        state, metrics = train_step(state, batch)
+    def step(state, batch, votes, frozen):
+        state, metrics = train_step(state, batch, frozen)
         return state, metrics, jnp.max(votes)
 
     return step
@@ -133,9 +134,17 @@ class _Loop:
         self.window = train_metrics.MetricWindow()
         self.batch_sharding = sharding.batch_sharding(mesh, config)
         replicated = sharding.replicated(mesh)
+        # Parameters the loss reads but never trains (a distillation teacher): placed by the task,
+        # passed to every step, never in the state, the optimizer or a checkpoint.
+        frozen_sharding = jax.tree.map(lambda x: x.sharding, task.frozen)
         self.train_step = jax.jit(
             _with_stop_votes(make_train_step(spec.graphdef, tx, config.seed, task.loss)),
-            in_shardings=(spec.shardings, self.batch_sharding, self.batch_sharding),
+            in_shardings=(
+                spec.shardings,
+                self.batch_sharding,
+                self.batch_sharding,
+                frozen_sharding,
+            ),
             out_shardings=(spec.shardings, replicated, replicated),
             donate_argnums=0,
         )
@@ -147,8 +156,14 @@ class _Loop:
         )
         self.loss_and_grad = jax.jit(
             make_loss_and_grad(spec.graphdef, task.loss),
-            in_shardings=(params_sharding, self.batch_sharding, None),
+            in_shardings=(params_sharding, self.batch_sharding, None, frozen_sharding),
             out_shardings=(replicated, params_sharding),
+        )
+        self.early_stopping = EarlyStopping(
+            config.get("early_stopping_patience"),
+            config.get("early_stopping_min_delta", 0.0),
+            config.best_mode,
+            config.best_metric,
         )
         accum = config.optimizer.grad_accum_steps
         self.tokens_per_step = config.batch_size * config.data.max_seq_length * accum
@@ -173,7 +188,9 @@ class _Loop:
         batch = {key: abstract(value) for key, value in sample.items()}
         votes = abstract(np.zeros(1, np.int32))
         start = time.perf_counter()
-        self.train_step = self.train_step.lower(self.spec.abstract, batch, votes).compile()
+        self.train_step = self.train_step.lower(
+            self.spec.abstract, batch, votes, self.task.frozen
+        ).compile()
         memory = self.train_step.memory_analysis()
         logging.info("Train step compiled in %.1f s.", time.perf_counter() - start)
         if memory is None:
@@ -223,7 +240,11 @@ class _Loop:
         check_best_metric(self.config.best_metric, names)
 
     def progress_state(self) -> dict:
-        return {"data": self.task.train.get_state(), "metrics": self.window.state()}
+        return {
+            "data": self.task.train.get_state(),
+            "metrics": self.window.state(),
+            "early_stopping": self.early_stopping.state(),
+        }
 
     def local_vote(self, stop: _StopFlag) -> int:
         if self.lock is not None and self.lock.lost is not None:
@@ -237,8 +258,12 @@ class _Loop:
         if progress is not None:
             self.task.train.set_state(progress["data"])
             self.window.load(progress["metrics"])
+            self.early_stopping.load(progress.get("early_stopping"))
         first_step = int(state["micro_step"]) // accum
         self.done_step = first_step
+        if self.early_stopping.stopped:
+            logging.info("The run stopped early at step %d; nothing to do.", first_step)
+            return state, first_step
         if first_step < config.num_train_steps:
             workdir_lib.clear_done(self.workdir)  # continued past an earlier end
         writer = train_metrics.create_writer(self.workdir)
@@ -270,7 +295,9 @@ class _Loop:
                 )["votes"]
                 for _ in range(accum):
                     batch = sharding.put_batch(next(self.task.train), self.batch_sharding)
-                    state, step_metrics, step_vote = self.train_step(state, batch, votes)
+                    state, step_metrics, step_vote = self.train_step(
+                        state, batch, votes, self.task.frozen
+                    )
                     self.window.add(step, step_metrics)
                 in_flight.append((step, step_vote))
                 # One process acts on its own vote; several act on the vote they all saw
@@ -282,7 +309,8 @@ class _Loop:
                 if decision == LOCK_LOST:
                     raise UserError(_lock_lost_message(self.lock, self.workdir))
                 self.checkpoints.check()  # a failed save (disk full) stops the run here
-                self.periodic_actions(step, state, batch, writer, decision == STOP)
+                if self.periodic_actions(step, state, batch, writer, decision == STOP):
+                    break  # early stopping: saved, best/ kept
                 if decision == STOP:
                     logging.warning("Stopped at step %d; rerun the same command to continue.", step)
                     break
@@ -309,8 +337,12 @@ class _Loop:
             "mfu": steps_per_sec * self.flops_per_step / (devices * self.peak_flops),
         }
 
-    def periodic_actions(self, step: int, state: dict, batch: dict, writer, stopping: bool):
+    def periodic_actions(
+        self, step: int, state: dict, batch: dict, writer, stopping: bool
+    ) -> bool:  # fmt: skip
+        """Log, evaluate and checkpoint as due; True when early stopping ends the run here."""
         config = self.config
+        early_stop = False
         last = step == config.num_train_steps
         if step % config.log_every_steps == 0 or last:
             summary = self.window.pop_summary(self.task.summarize)
@@ -320,7 +352,7 @@ class _Loop:
             self.progress.log(step, summary)
             self.done_step = step  # the summary waited for this step's metrics
         if step % config.histogram_every_steps == 0:
-            _, grads = self.loss_and_grad(state["params"], batch, None)
+            _, grads = self.loss_and_grad(state["params"], batch, None, self.task.frozen)
             writer.write_histograms(
                 step,
                 train_metrics.param_histograms(state["params"], "params")
@@ -332,10 +364,12 @@ class _Loop:
             writer.write_scalars(step, summary)
             logging.info("eval at step %d: %s", step, _format(summary))
             self.done_step = step
+            early_stop = self.early_stopping.update(step, summary)
             self.checkpoints.save_best(step, state, self.progress_state(), self.meta, summary)
-        if step % config.checkpoint_every_steps == 0 or last or stopping:
+        if step % config.checkpoint_every_steps == 0 or last or stopping or early_stop:
             # progress_state() drains the window first: a non-finite step stops before the save.
             self.checkpoints.save(step, state, self.progress_state(), self.meta)
+        return early_stop
 
 
 def device_memory_limit(config: ConfigDict) -> tuple[int | None, str]:

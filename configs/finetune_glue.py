@@ -13,17 +13,12 @@ from TFDS: `--config.data.train=tfds:glue/sst2` (and `data.validation_split` for
 
 from ml_collections import config_dict
 
-from bert_jax.config_defaults import add_finetuning
+from bert_jax.config_defaults import add_finetuning, add_glue_data
 
 
 def get_config() -> config_dict.ConfigDict:
     c = config_dict.ConfigDict()
     add_finetuning(c, task="sst2", max_seq_length=128)
-    # Columns of TSV/CSV/JSONL files; unset: the GLUE task's (an index for header-less files).
-    c.data.text_a = config_dict.placeholder(str)
-    c.data.text_b = config_dict.placeholder(str)
-    c.data.label = config_dict.placeholder(str)
-    c.data.header = config_dict.placeholder(bool)
-    c.data.labels = config_dict.placeholder(tuple)  # label names, in id order
+    add_glue_data(c.data)
     c.data.pack_sequences = True  # the same examples per step in fewer, fuller rows
     return c

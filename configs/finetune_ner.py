@@ -10,15 +10,12 @@ Data: CoNLL files (word first, tag last, blank lines between sentences), JSON li
 
 from ml_collections import config_dict
 
-from bert_jax.config_defaults import add_finetuning
+from bert_jax.config_defaults import add_finetuning, add_ner_data
 
 
 def get_config() -> config_dict.ConfigDict:
     c = config_dict.ConfigDict()
     add_finetuning(c, task="ner", max_seq_length=128)
     c.learning_rate = 5e-5
-    c.data.validation_split = "dev"  # TFDS conll2003's
-    c.data.tokens_key = "tokens"  # JSON lines / TFDS feature holding the words
-    c.data.tags_key = config_dict.placeholder(str)  # unset: ner_tags (JSON lines), ner (TFDS)
-    c.data.labels = config_dict.placeholder(tuple)  # tag names in id order; unset: from train
+    add_ner_data(c.data)
     return c

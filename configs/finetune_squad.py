@@ -10,7 +10,7 @@ context, answers {text, answer_start}), or TFDS (`tfds:squad/v1.1`, `tfds:squad/
 
 from ml_collections import config_dict
 
-from bert_jax.config_defaults import add_finetuning
+from bert_jax.config_defaults import add_finetuning, add_squad_data
 
 
 def get_config() -> config_dict.ConfigDict:
@@ -18,10 +18,5 @@ def get_config() -> config_dict.ConfigDict:
     add_finetuning(c, task="squad", max_seq_length=384)
     c.num_epochs = 2.0
     c.learning_rate = 3e-5
-    c.data.doc_stride = 128  # tokens between the starts of a long context's windows
-    c.data.max_query_length = 64
-    c.data.n_best_size = 20
-    c.data.max_answer_length = 30  # tokens
-    c.data.version_2 = False  # True: questions may have no answer (SQuAD 2.0)
-    c.data.null_score_diff_threshold = 0.0  # v2: answer "" when null beats the best span by this
+    add_squad_data(c.data)
     return c

@@ -6,7 +6,7 @@ locked, so a misspelt key is an error instead of a silently ignored setting.
 
 from ml_collections import config_dict
 
-from bert_jax.config_defaults import add_runtime, model, optimizer
+from bert_jax.config_defaults import add_early_stopping, add_runtime, model, optimizer
 
 
 def get_config() -> config_dict.ConfigDict:
@@ -28,6 +28,7 @@ def get_config() -> config_dict.ConfigDict:
     c.histogram_every_steps = 200
     c.best_metric = "eval/mlm_loss"
     c.best_mode = "min"  # "min" or "max"
+    add_early_stopping(c)
 
     add_runtime(c)
 

@@ -63,11 +63,13 @@ class SelfAttention(nnx.Module):
         attention_bias: jax.Array,
         *,
         dropout_rng: jax.Array | None = None,
-    ) -> jax.Array:
+        return_scores: bool = False,
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """Attends [B, S, H] hidden states to each other; `attention_bias` from `padding_bias`
-        ([B, 1, 1, S]) or `packing_bias` ([B, 1, S, S])."""
+        ([B, 1, 1, S]) or `packing_bias` ([B, 1, S, S]). `return_scores` also gives the scaled
+        scores q·k/sqrt(d) [B, heads, S, S] before the bias and softmax (for distillation)."""
         query, key, value = self.query(x), self.key(x), self.value(x)  # [B, S, heads, kv]
-        if dropout_rng is None or self.dropout.rate == 0.0:
+        if not return_scores and (dropout_rng is None or self.dropout.rate == 0.0):
             # No dropout on the probabilities: the fused kernel (cuDNN flash attention on GPU
             # for bf16/fp16, XLA elsewhere) computes the same softmax(q·k·scale + bias)·v.
             context = jax.nn.dot_product_attention(
@@ -76,7 +78,9 @@ class SelfAttention(nnx.Module):
             return self.output(context)
         # Scores and softmax in float32: the padding bias and small probabilities survive bf16.
         scores = jnp.einsum("bqnd,bknd->bnqk", query, key, preferred_element_type=jnp.float32)
-        probs = jax.nn.softmax(scores * self.scale + attention_bias, axis=-1)
+        scores = scores * self.scale
+        probs = jax.nn.softmax(scores + attention_bias, axis=-1)
         probs = self.dropout(probs, deterministic=dropout_rng is None, rngs=dropout_rng)
         context = jnp.einsum("bnqk,bknd->bqnd", probs.astype(value.dtype), value)
-        return self.output(context)
+        output = self.output(context)
+        return (output, scores) if return_scores else output

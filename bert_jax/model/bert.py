@@ -52,15 +52,21 @@ class EncoderLayer(nnx.Module):
         attention_bias: jax.Array,
         *,
         dropout_rng: jax.Array | None = None,
-    ) -> jax.Array:
-        """Maps float32 [B, S, H] to float32 [B, S, H]; `dropout_rng=None` means no dropout."""
+        return_scores: bool = False,
+    ) -> jax.Array | tuple[jax.Array, jax.Array]:
+        """Maps float32 [B, S, H] to float32 [B, S, H]; `dropout_rng=None` means no dropout.
+        `return_scores` also returns the attention scores (SelfAttention's)."""
         attention_rng, attention_output_rng, mlp_output_rng = _split(dropout_rng, 3)
         deterministic = dropout_rng is None
-        y = self.attention(x, attention_bias, dropout_rng=attention_rng)
+        y = self.attention(
+            x, attention_bias, dropout_rng=attention_rng, return_scores=return_scores
+        )
+        y, scores = y if return_scores else (y, None)
         y = self.dropout(y, deterministic=deterministic, rngs=attention_output_rng)
         x = self.attention_norm(x + y)
         y = self.dropout(self.mlp(x), deterministic=deterministic, rngs=mlp_output_rng)
-        return self.mlp_norm(x + y)
+        x = self.mlp_norm(x + y)
+        return (x, scores) if return_scores else x
 
 
 class BertEncoder(nnx.Module):
@@ -89,8 +95,15 @@ class BertEncoder(nnx.Module):
         attention_bias: jax.Array,
         *,
         dropout_rng: jax.Array | None = None,
-    ) -> jax.Array:
-        """Runs all layers over [B, S, H]; each layer draws dropout from its own key."""
+        intermediates: bool = False,
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+        """Runs all layers over [B, S, H]; each layer draws dropout from its own key.
+
+        `intermediates` also returns every layer's output ("hidden" [L, B, S, H]) and attention
+        scores ("attention_scores" [L, B, heads, S, S]), as knowledge distillation reads them.
+        """
+        if intermediates:
+            return self._with_intermediates(x, attention_bias, dropout_rng)
 
         def apply_layer(x: jax.Array, layer: EncoderLayer, rng: jax.Array | None) -> jax.Array:
             return layer(x, attention_bias, dropout_rng=rng)
@@ -114,6 +127,24 @@ class BertEncoder(nnx.Module):
         )
         return scan(x, self.layers, layer_rngs)
 
+    def _with_intermediates(self, x, attention_bias, dropout_rng):
+        """The scanned layers, stacking each layer's output and scores (no remat, no unroll:
+        this serves distillation, whose intermediate losses need them all anyway)."""
+
+        def apply_layer(x, layer: EncoderLayer, rng):
+            x, scores = layer(x, attention_bias, dropout_rng=rng, return_scores=True)
+            return x, (x, scores)
+
+        layer_rngs = None if dropout_rng is None else jax.random.split(dropout_rng, self.num_layers)
+        scan = nnx.scan(
+            apply_layer,
+            in_axes=(nnx.Carry, 0, 0),
+            out_axes=(nnx.Carry, 0),
+            transform_metadata=_LAYER_AXIS,
+        )
+        x, (hidden, scores) = scan(x, self.layers, layer_rngs)
+        return x, {"hidden": hidden, "attention_scores": scores}
+
 
 class BertModel(nnx.Module):
     """The BERT encoder with its pooler; the base of every task model."""
@@ -134,8 +165,11 @@ class BertModel(nnx.Module):
         segment_ids: jax.Array | None = None,
         position_ids: jax.Array | None = None,
         cls_positions: jax.Array | None = None,
-    ) -> tuple[jax.Array, jax.Array]:
-        """Returns float32 (sequence_output [B, S, H], pooled_output [B, H]).
+        intermediates: bool = False,
+    ) -> tuple[jax.Array, ...]:
+        """Returns float32 (sequence_output [B, S, H], pooled_output [B, H]), and with
+        `intermediates` a third item: the encoder's (see BertEncoder), whose "hidden" then starts
+        with the embeddings' output ([L + 1, B, S, H]).
 
         `attention_mask` is 1 for real tokens and 0 for padding; `dropout_rng=None` means eval.
         Packed rows (several examples per row, `data/packing.py`) also give `segment_ids`
@@ -148,11 +182,16 @@ class BertModel(nnx.Module):
             input_ids, token_type_ids, dropout_rng=embeddings_rng, position_ids=position_ids
         )
         bias = padding_bias(attention_mask) if segment_ids is None else packing_bias(segment_ids)
-        x = self.encoder(x, bias, dropout_rng=encoder_rng)
+        embedded = x
+        x = self.encoder(x, bias, dropout_rng=encoder_rng, intermediates=intermediates)
+        x, inner = x if intermediates else (x, None)
         # The pooled output summarises the sequence from the first ([CLS]) position.
         if cls_positions is None:
             cls = x[:, 0]
         else:
             cls = jnp.take_along_axis(x, cls_positions[:, :, None], axis=1)  # [B, M, H]
         pooled = jnp.tanh(self.pooler(cls).astype(jnp.float32))
-        return x, pooled
+        if not intermediates:
+            return x, pooled
+        hidden = jnp.concatenate([embedded[None].astype(inner["hidden"].dtype), inner["hidden"]])
+        return x, pooled, inner | {"hidden": hidden}

@@ -34,12 +34,14 @@ class _TaskModel(nnx.Module):
         segment_ids: jax.Array | None = None,
         position_ids: jax.Array | None = None,
         cls_positions: jax.Array | None = None,
-    ) -> jax.Array:
+        intermediates: bool = False,
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
         """float32 logits; `dropout_rng=None` means evaluation (no dropout). The packed-row
-        inputs `segment_ids`, `position_ids` and `cls_positions` are BertModel's."""
+        inputs `segment_ids`, `position_ids` and `cls_positions` are BertModel's, and so are
+        the `intermediates` returned after the logits when asked for (distillation)."""
         rngs = (None, None) if dropout_rng is None else jax.random.split(dropout_rng)
         encoder_rng, head_rng = rngs
-        sequence_output, pooled_output = self.bert(
+        outputs = self.bert(
             input_ids,
             token_type_ids,
             attention_mask,
@@ -47,10 +49,12 @@ class _TaskModel(nnx.Module):
             segment_ids=segment_ids,
             position_ids=position_ids,
             cls_positions=cls_positions,
+            intermediates=intermediates,
         )
-        x = self.features(sequence_output, pooled_output)
+        x = self.features(*outputs[:2])
         x = self.dropout(x, deterministic=dropout_rng is None, rngs=head_rng)
-        return getattr(self, self._head_name)(x).astype(jnp.float32)
+        logits = getattr(self, self._head_name)(x).astype(jnp.float32)
+        return (logits, outputs[2]) if intermediates else logits
 
 
 class BertForSequenceClassification(_TaskModel):

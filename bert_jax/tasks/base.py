@@ -21,9 +21,9 @@ class Task:
     tokenizer: Any  # WordPiece or SentencePiece
     model_config: BertConfig
     build_model: Callable[[nnx.Rngs], nnx.Module]
-    loss: LossFn  # jittable: (model, batch, dropout_rng) -> (loss, metric sums)
+    loss: LossFn  # jittable: (model, batch, dropout_rng[, frozen]) -> (loss, metric sums)
     summarize: Callable[[dict, int], dict]  # train metric sums over n steps -> figures
-    train: EpochBatches
+    train: EpochBatches  # or anything with its interface (data/task_mixture.TaskMixture)
     eval_batches: list[dict]  # this process's rows of each eval batch
     eval_outputs: EvalFn  # jittable: (model, batch) -> arrays gathered on the host
     evaluate: Callable[[list[dict]], dict]  # host: eval outputs of every batch -> metrics
@@ -33,3 +33,6 @@ class Task:
     info: dict = dataclasses.field(default_factory=dict)  # JSON; what `predict` needs
     pretrained: Any = None  # bert_jax.convert.Pretrained to start from on a fresh run
     data_fingerprint: str | None = None  # checksum of the prepared data; a resume must match
+    # Parameters the loss reads but never trains (a distillation teacher), already placed in
+    # their shards: passed to every train step as `frozen`, never in the state or a checkpoint.
+    frozen: Any = None

@@ -19,13 +19,18 @@ from bert_jax.tasks.finetuning import forward
 from bert_jax.tasks.starting_point import starting_point, with_matching_head
 
 
-def make_loss(regression: bool):
-    def loss(model, batch, dropout_rng):
-        """The mean over the batch's examples: one per row, or (packed rows) one per filled slot
-        of `labels` [B, M], read at each example's [CLS], whose `label_weight` is 1."""
-        logits = forward(model, batch, dropout_rng)
+def example_weight(batch) -> jax.Array:
+    """1 for each example of the batch: one per row, or (packed rows) each filled slot of
+    `labels` [B, M], read at that example's [CLS]."""
+    return batch.get("label_weight", jnp.ones(batch["labels"].shape, jnp.float32))
+
+
+def make_logits_loss(regression: bool):
+    """(logits, batch) -> (the mean loss over the batch's examples, metric sums)."""
+
+    def logits_loss(logits, batch):
         labels = batch["labels"]
-        weight = batch.get("label_weight", jnp.ones(labels.shape, jnp.float32))
+        weight = example_weight(batch)
         if regression:
             per_example = jnp.square(logits[..., 0] - labels)
             sums = {}
@@ -37,6 +42,16 @@ def make_loss(regression: bool):
         if "label_weight" in batch:  # packed: how many rows the examples took
             sums["rows"] = jnp.float32(labels.shape[0])
         return loss_sum / jnp.maximum(count, 1.0), sums
+
+    return logits_loss
+
+
+def make_loss(regression: bool):
+    logits_loss = make_logits_loss(regression)
+
+    def loss(model, batch, dropout_rng):
+        """Cross-entropy (squared error for regression), the mean over the batch's examples."""
+        return logits_loss(forward(model, batch, dropout_rng), batch)
 
     return loss
 
@@ -81,11 +96,11 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForSequenceClassification(bert, num_labels, rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str) -> Task:
+def build(config: ConfigDict, workdir: str, fallback_tokenizer=None) -> Task:
     data = config.data
     layout = glue.table_task(config)
     finetuning.require_data(config)
-    start = starting_point(config)
+    start = starting_point(config, fallback_tokenizer)
     train_rows = glue.read_rows(data.train, layout, split=data.train_split, data_dir=data.data_dir)
     train_rows = train_rows[: data.max_train_examples]
     eval_rows = glue.read_rows(

@@ -12,9 +12,11 @@ from bert_jax.errors import UserError
 from bert_jax.model.inputs import ENCODER_INPUTS, PACKED_INPUTS
 
 
-def forward(model, batch: dict, dropout_rng=None):
+def forward(model, batch: dict, dropout_rng=None, **options):
+    """The task model on a batch's inputs (packed or not); `options` such as `intermediates`."""
     packed = {k: batch[k] for k in PACKED_INPUTS if k in batch}
-    return model(*(batch[k] for k in ENCODER_INPUTS), dropout_rng=dropout_rng, **packed)
+    inputs = (batch[k] for k in ENCODER_INPUTS)
+    return model(*inputs, dropout_rng=dropout_rng, **packed, **options)
 
 
 def require_data(config: ConfigDict) -> None:

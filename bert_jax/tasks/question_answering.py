@@ -55,11 +55,11 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForQuestionAnswering(bert, rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str) -> Task:
+def build(config: ConfigDict, workdir: str, fallback_tokenizer=None) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
-    start = starting_point(config)
+    start = starting_point(config, fallback_tokenizer)
 
     def read(source, split):
         return read_examples(source, split=split, data_dir=data.data_dir)

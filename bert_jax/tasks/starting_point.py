@@ -37,15 +37,22 @@ class StartingPoint:
     pretrained: Pretrained | None
 
 
-def starting_point(config: ConfigDict) -> StartingPoint:
+def starting_point(
+    config: ConfigDict, fallback_tokenizer: AnyTokenizer | None = None
+) -> StartingPoint:
     """`init_from` brings its own tokenizer and architecture (with this run's dropout, dtype,
-    remat and layer scan); without it, the model is `config.model` over `data.tokenizer`."""
+    remat and layer scan); without it, the model is `config.model` over `data.tokenizer`, or
+    over `fallback_tokenizer` when that is unset (a distillation teacher's)."""
     data = config.data
     if config.init_from:
         pretrained = load_weights(config.init_from, do_lower_case=data.do_lower_case)
         bert, tokenizer = with_run_settings(pretrained.config, config), pretrained.tokenizer
     else:
-        tokenizer, pretrained = _tokenizer(data.tokenizer, data.do_lower_case), None
+        if data.tokenizer or fallback_tokenizer is None:
+            tokenizer = _tokenizer(data.tokenizer, data.do_lower_case)
+        else:
+            tokenizer = fallback_tokenizer
+        pretrained = None
         bert = from_run_config(config, tokenizer.vocab_size)
     _check_positions(config, bert)
     return StartingPoint(tokenizer, bert, pretrained)

@@ -14,17 +14,26 @@ from bert_jax.tasks.finetuning import forward
 from bert_jax.tasks.starting_point import starting_point, with_matching_head
 
 
-def loss(model, batch, dropout_rng):
-    """Cross-entropy over the labelled positions (each word's first token) of the batch."""
-    logits = forward(model, batch, dropout_rng)
+def example_weight(batch):
+    """1 at the labelled positions (each word's first token), 0 elsewhere."""
+    return (batch["labels"] >= 0).astype(jnp.float32)
+
+
+def logits_loss(logits, batch):
+    """(logits, batch) -> (mean cross-entropy over the labelled positions, metric sums)."""
     labels = batch["labels"]
-    weights = (labels >= 0).astype(jnp.float32)
+    weights = example_weight(batch)
     safe_labels = jnp.maximum(labels, 0)
     per_token = optax.softmax_cross_entropy_with_integer_labels(logits, safe_labels) * weights
     correct = ((logits.argmax(-1) == safe_labels) * weights).sum()
     count = weights.sum()
     sums = {"loss_sum": per_token.sum(), "correct": correct, "count": count}
     return per_token.sum() / jnp.maximum(count, 1.0), sums
+
+
+def loss(model, batch, dropout_rng):
+    """Cross-entropy over the labelled positions (each word's first token) of the batch."""
+    return logits_loss(forward(model, batch, dropout_rng), batch)
 
 
 def eval_outputs(model, batch) -> dict:
@@ -40,11 +49,11 @@ def model(bert: BertConfig, info: dict):
     return lambda rngs: BertForTokenClassification(bert, len(info["labels"]), rngs=rngs)
 
 
-def build(config: ConfigDict, workdir: str) -> Task:
+def build(config: ConfigDict, workdir: str, fallback_tokenizer=None) -> Task:
     data = config.data
     finetuning.require_data(config)
     finetuning.require_unpacked(config)
-    start = starting_point(config)
+    start = starting_point(config, fallback_tokenizer)
 
     def read(source, split):
         return ner.read_tagged(
