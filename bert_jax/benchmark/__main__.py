@@ -56,6 +56,12 @@ def case_config(base: ConfigDict, preset: str, seq_len: int, batch: int, dtype: 
     config.data.max_seq_length = seq_len
     config.batch_size = batch
     config.dtype = dtype
+    # Fine-tuning configs count steps in epochs of data the benchmark does not read; the
+    # schedule only needs a length, which does not change the step's cost.
+    if config.num_train_steps is None:
+        config.num_train_steps = 1000
+    if config.warmup_steps is None:
+        config.warmup_steps = config.num_train_steps // 10
     return config
 
 
