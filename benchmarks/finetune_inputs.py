@@ -134,6 +134,12 @@ def make_random_model(directory: str, shape: dict, vocab: list[str], seed: int) 
     )
     torch.manual_seed(seed)
     transformers.BertForPreTraining(config).save_pretrained(directory)
+    write_tokenizer_files(directory, vocab)
+
+
+def write_tokenizer_files(directory: str, vocab: list[str]) -> None:
+    """An uncased WordPiece tokenizer as Hugging Face and bert_jax both read it."""
+    os.makedirs(directory, exist_ok=True)
     write_lines(os.path.join(directory, "vocab.txt"), vocab)
     write_json(
         os.path.join(directory, "tokenizer_config.json"),
