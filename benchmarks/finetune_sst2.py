@@ -15,18 +15,10 @@ either way.
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run(command: list[str]) -> float:
-    """Runs a training command in the repo; its wall time in seconds."""
-    start = time.perf_counter()
-    subprocess.run(command, cwd=_REPO, check=True)
-    return time.perf_counter() - start
+from train_rate import REPO as _REPO
+from train_rate import run, train_rate
 
 
 def main(argv: list[str]) -> None:
@@ -72,12 +64,8 @@ def main(argv: list[str]) -> None:
 
     from bert_jax.events import read_scalars
 
-    values, times = read_scalars(finetune_dir), read_scalars(finetune_dir, wall_time=True)
-    logged = sorted(times["train/loss"])  # steps/s between the first and last train log
-    steps_per_sec = (logged[-1] - logged[0]) / (
-        times["train/loss"][logged[-1]] - times["train/loss"][logged[0]]
-    )
-    accuracy = values["eval/accuracy"]
+    rate = train_rate(finetune_dir, args.batch_size, packed=args.pack)
+    accuracy = read_scalars(finetune_dir)["eval/accuracy"]
     record = {
         "task": "sst2",
         "init_from": init_from,
@@ -85,11 +73,11 @@ def main(argv: list[str]) -> None:
         "max_seq_length": args.max_seq_length,
         "pack_sequences": args.pack,
         "batch_size": args.batch_size,
-        "train_steps": logged[-1],
+        "train_steps": rate["train_steps"],
         "dev_accuracy_final": accuracy[max(accuracy)],
         "dev_accuracy_best": max(accuracy.values()),
-        "steps_per_sec": steps_per_sec,
-        "examples_per_sec": steps_per_sec * args.batch_size,
+        "steps_per_sec": rate["steps_per_sec"],
+        "examples_per_sec": rate["examples_per_sec"],
         "finetune_wall_time_sec": seconds,
         "pretrain_wall_time_sec": pretrain_seconds,
         "cpu_count": os.cpu_count(),

@@ -14,6 +14,7 @@ import os
 import torch
 import transformers
 from absl import app, flags
+from hf_adamw import adamw
 from ml_collections import ConfigDict, config_flags
 
 from bert_jax import allocator
@@ -69,27 +70,17 @@ def hf_inputs(batch: int, seq_len: int, max_predictions: int, vocab_size: int) -
     }
 
 
-def adamw(model: torch.nn.Module, config: ConfigDict) -> torch.optim.Optimizer:
-    """The Trainer's default: fused AdamW, no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        (no_decay if "bias" in name or "LayerNorm" in name else decay).append(parameter)
-    opt = config.optimizer
-    groups = [
-        {"params": decay, "weight_decay": opt.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    betas = (opt.b1, opt.b2)
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=betas, eps=opt.eps, fused=True)
-
-
 def run_case(config: ConfigDict, seq_len: int, batch: int) -> dict:
     vocab_size = FLAGS["vocab-size"].value
     max_predictions = max_predictions_per_seq(seq_len, config.data.masked_lm_prob)
     hf_config = hf_bert_config(config, vocab_size)
     torch.manual_seed(config.seed)
     model = transformers.BertForPreTraining(hf_config).train()
-    optimizer = adamw(model, config)
+    opt = config.optimizer
+    optimizer = adamw(
+        model, lr=config.learning_rate, weight_decay=opt.weight_decay, b1=opt.b1, b2=opt.b2,
+        eps=opt.eps,
+    )  # fmt: skip
     inputs = hf_inputs(batch, seq_len, max_predictions, vocab_size)
 
     def run_once() -> None:

@@ -1,6 +1,9 @@
-"""Benchmark the real pretraining step: one JSON line of speed, compile, memory and MFU per case.
+"""Benchmark the real train step: one JSON line of speed, compile, memory and MFU per case.
 
     python -m bert_jax.benchmark --preset=small,base --seq-len=128 --batch=32 --steps=5
+    python -m bert_jax.benchmark --task=classification --preset=mini --seq-len=64 \
+        --config.model.num_layers=6 --config.model.hidden_size=384 --config.model.num_heads=12 \
+        --config.model.intermediate_size=1536 --profile     # the SST-2 fine-tuning step
 
 Each case builds the config's optimizer and model at the preset's size with BERT's 30,522-word
 vocabulary, compiles the donated train step ahead of time, times it on synthetic batches
@@ -20,6 +23,7 @@ from bert_jax import allocator
 from bert_jax.benchmark import measure
 from bert_jax.benchmark.input_rate import input_examples_per_sec
 from bert_jax.benchmark.step import measure_step
+from bert_jax.benchmark.task_cases import TASKS
 from bert_jax.errors import UserError
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,6 +40,13 @@ flags.DEFINE_integer("warmup", 2, "Untimed steps before timing.")
 flags.DEFINE_integer("vocab-size", measure.BERT_VOCAB_SIZE, "Model vocabulary size.")
 flags.DEFINE_integer("input-batches", 20, "Timed input-pipeline batches; 0 skips the pipeline.")
 flags.DEFINE_bool("profile", False, "Also trace two steps and report the time per kind of op.")
+flags.DEFINE_enum(
+    "task",
+    "pretraining",
+    list(TASKS),
+    "Which train step: pretraining (MLM + the config's sentence task), or a fine-tuning task's "
+    "model and loss (classification: SST-2's two labels; ner; squad) on padded synthetic rows.",
+)
 
 
 def case_config(base: ConfigDict, preset: str, seq_len: int, batch: int, dtype: str) -> ConfigDict:
@@ -45,6 +56,12 @@ def case_config(base: ConfigDict, preset: str, seq_len: int, batch: int, dtype: 
     config.data.max_seq_length = seq_len
     config.batch_size = batch
     config.dtype = dtype
+    # Fine-tuning configs count steps in epochs of data the benchmark does not read; the
+    # schedule only needs a length, which does not change the step's cost.
+    if config.num_train_steps is None:
+        config.num_train_steps = 1000
+    if config.warmup_steps is None:
+        config.warmup_steps = config.num_train_steps // 10
     return config
 
 
@@ -53,6 +70,7 @@ def run_case(config: ConfigDict, input_rates: dict) -> dict:
     seq_len, batch = config.data.max_seq_length, config.batch_size
     record = {
         "framework": "jax",
+        "task": FLAGS.task,
         "preset": config.model.preset,
         "seq_len": seq_len,
         "batch": batch,
@@ -66,9 +84,11 @@ def run_case(config: ConfigDict, input_rates: dict) -> dict:
         "warmup": FLAGS.warmup,
     }
     record |= measure_step(
-        config, FLAGS["vocab-size"].value, FLAGS.steps, FLAGS.warmup, FLAGS.profile
+        config, FLAGS["vocab-size"].value, FLAGS.steps, FLAGS.warmup, FLAGS.profile, FLAGS.task
     )
-    if FLAGS["input-batches"].value > 0:
+    # The input rate is the pretraining pipeline's (masking per batch); fine-tuning batches are
+    # slices of arrays encoded once before training.
+    if FLAGS["input-batches"].value > 0 and FLAGS.task == "pretraining":
         key = (seq_len, batch)
         if key not in input_rates:
             input_rates[key] = input_examples_per_sec(config, FLAGS["input-batches"].value)

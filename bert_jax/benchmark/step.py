@@ -1,4 +1,5 @@
-"""The real train step (config's optimizer, model and shardings) timed on synthetic batches."""
+"""The real train step (config's optimizer, a task's model and loss, shardings) timed on
+synthetic batches."""
 
 import time
 
@@ -7,10 +8,9 @@ from ml_collections import ConfigDict
 
 from bert_jax import flops, sharding
 from bert_jax.benchmark import measure
-from bert_jax.data.sentence_pairs import max_predictions_per_seq
+from bert_jax.benchmark.task_cases import task_case
 from bert_jax.model.config import from_run_config
 from bert_jax.optim import build_optimizer
-from bert_jax.tasks import pretraining
 from bert_jax.train_state import state_spec
 from bert_jax.train_step import make_train_step
 
@@ -49,28 +49,30 @@ def _peak_memory() -> dict:
 
 
 def measure_step(
-    config: ConfigDict, vocab_size: int, steps: int, warmup: int, profile: bool = False
+    config: ConfigDict,
+    vocab_size: int,
+    steps: int,
+    warmup: int,
+    profile: bool = False,
+    task: str = "pretraining",
 ) -> dict:
-    """Compiles the train step ahead of time, then times `steps` calls after `warmup` calls;
-    with `profile`, traces two more calls and adds where their time went."""
+    """Compiles the train step of `task` (task_cases.TASKS) ahead of time, then times `steps`
+    calls after `warmup` calls; with `profile`, traces two more calls and adds where their
+    time went."""
     batch_size, seq_len = config.batch_size, config.data.max_seq_length
-    max_predictions = max_predictions_per_seq(seq_len, config.data.masked_lm_prob)
     mesh = sharding.make_mesh(config)
     tx, _ = build_optimizer(config)
     bert = from_run_config(config, vocab_size)
-    build = pretraining.model(bert, {"sentence_head": config.sentence_task != "none"})
-    spec = state_spec(config, bert, build, tx, mesh)
+    case = task_case(task, bert, config, batch_size, seq_len)
+    spec = state_spec(config, bert, case.build_model, tx, mesh)
     batch_sharding = sharding.batch_sharding(mesh, config)
     train_step = jax.jit(
-        make_train_step(spec.graphdef, tx, config.seed, pretraining.loss),
+        make_train_step(spec.graphdef, tx, config.seed, case.loss),
         in_shardings=(spec.shardings, batch_sharding),
         out_shardings=(spec.shardings, sharding.replicated(mesh)),
         donate_argnums=0,
     )
-    host_batch = measure.synthetic_batch(
-        batch_size, seq_len, max_predictions, vocab_size, config.seed
-    )
-    batch = sharding.put_batch(host_batch, batch_sharding)
+    batch = sharding.put_batch(case.batch, batch_sharding)
 
     start = time.perf_counter()
     lowered = train_step.lower(spec.abstract, batch)
@@ -82,14 +84,12 @@ def measure_step(
         "num_layers": bert.num_layers,
         "hidden_size": bert.hidden_size,
         "vocab_size": vocab_size,
-        "max_predictions_per_seq": max_predictions,
+        "max_predictions_per_seq": case.max_predictions_per_seq,
         "lower_time_sec": lowered_at - start,
         "compile_time_sec": compiled_at - start,
         "full_vocab_logits": bool(vocab_shapes),
         "full_vocab_shapes": vocab_shapes,
-        "flops_per_step": flops.train_flops_per_step(
-            bert, batch_size, seq_len, max_predictions, config.sentence_task != "none"
-        ),
+        "flops_per_step": case.flops_per_step,
         **_memory_figures(compiled),
     }
     if steps <= 0:

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bert_jax.model.config import BertConfig, partitioned, weight_init
+from bert_jax.model.dropout import Dropout
 
 # Added to the scores of padding keys: exp() of it is exactly 0 in float32, and it cannot overflow.
 _MASKED_SCORE = -1e9
@@ -54,7 +55,7 @@ class SelfAttention(nnx.Module):
             bias_init=partitioned(nnx.initializers.zeros_init(), "embed"),
             rngs=rngs,
         )
-        self.dropout = nnx.Dropout(config.attention_dropout)
+        self.dropout = Dropout(config.attention_dropout)
         self.scale = config.head_dim**-0.5
 
     def __call__(

@@ -12,6 +12,7 @@ from bert_jax.model.config import (
     dense,
     layer_norm,
 )
+from bert_jax.model.dropout import Dropout
 from bert_jax.model.embeddings import BertEmbeddings
 
 # Names the stacked leading axis of every layer parameter, so sharding rules can address it.
@@ -44,7 +45,7 @@ class EncoderLayer(nnx.Module):
         self.attention_norm = layer_norm(config, rngs=rngs)
         self.mlp = FeedForward(config, rngs=rngs)
         self.mlp_norm = layer_norm(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
 
     def __call__(
         self,

@@ -6,6 +6,7 @@ from flax import nnx
 
 from bert_jax.errors import UserError
 from bert_jax.model.config import BertConfig, layer_norm, weight_init
+from bert_jax.model.dropout import Dropout
 
 
 class BertEmbeddings(nnx.Module):
@@ -24,7 +25,7 @@ class BertEmbeddings(nnx.Module):
         self.position = table(config.max_position_embeddings, None)
         self.token_type = table(config.type_vocab_size, None)
         self.norm = layer_norm(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
 
     def __call__(
         self,

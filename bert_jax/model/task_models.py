@@ -10,6 +10,7 @@ from flax import nnx
 
 from bert_jax.model.bert import BertModel
 from bert_jax.model.config import BertConfig, dense
+from bert_jax.model.dropout import Dropout
 
 
 class _TaskModel(nnx.Module):
@@ -17,7 +18,7 @@ class _TaskModel(nnx.Module):
 
     def __init__(self, config: BertConfig, outputs: int, *, rngs: nnx.Rngs, name: str):
         self.bert = BertModel(config, rngs=rngs)
-        self.dropout = nnx.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         setattr(self, name, dense(config, config.hidden_size, outputs, "embed", None, rngs=rngs))
         self._head_name = name
 
@@ -85,7 +86,7 @@ class BertForQuestionAnswering(_TaskModel):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         super().__init__(config, 2, rngs=rngs, name="qa_outputs")
-        self.dropout = nnx.Dropout(0.0)  # BERT's SQuAD head reads the encoder output undropped
+        self.dropout = Dropout(0.0)  # BERT's SQuAD head reads the encoder output undropped
 
     def features(self, sequence_output, pooled_output):
         return sequence_output
