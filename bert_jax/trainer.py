@@ -16,11 +16,13 @@ import collections
 import signal
 import time
 import warnings
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from etils import epath
 from ml_collections import ConfigDict
 
 from bert_jax import console, flops, run_lock, sharding, train_metrics
@@ -64,9 +66,15 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh(config)
     sharding.check_batch_split(config.batch_size, mesh, config, "batch_size")
     sharding.check_batch_split(config.data.eval_batch_size, mesh, config, "data.eval_batch_size")
-    # Before anything else is written: the workdir is this run's or the run stops here.
-    with run_lock.hold(workdir) as lock:
-        return _train(config, workdir, mesh, lock)
+    fresh = not epath.Path(workdir).exists()
+    try:
+        # Before anything else is written: the workdir is this run's or the run stops here.
+        with run_lock.hold(workdir) as lock:
+            return _train(config, workdir, mesh, lock)
+    except UserError:
+        if fresh:  # refused after preparing the corpus into it: leave no workdir behind
+            workdir_lib.remove_unstarted(workdir)
+        raise
 
 
 def _train(config: ConfigDict, workdir: str, mesh, lock) -> dict:
@@ -171,37 +179,55 @@ class _Loop:
         self.peak_flops = flops.peak_flops_per_device(config.peak_flops_per_device)
         self.num_params = sum(x.size for x in jax.tree.leaves(spec.abstract["params"]))
         self.done_step = 0  # the newest step the host has seen the device finish
+        self.compiled_steps: dict[tuple, Any] = {}  # batch shapes -> the compiled train step
 
     def compile(self) -> None:
-        """Compiles the train step ahead of time, logs XLA's memory plan, and refuses a step
-        that needs more memory than a device has."""
+        """Compiles the train step for the first batch's shapes ahead of time (logging XLA's
+        memory plan and refusing a step too large for a device), before anything is written."""
         position = self.task.train.get_state()
         sample = next(self.task.train)  # only its shapes; the position is put back
         self.task.train.set_state(position)
-        rows = self.config.batch_size
-
-        def abstract(array: np.ndarray) -> jax.ShapeDtypeStruct:
-            return jax.ShapeDtypeStruct((rows, *array.shape[1:]), array.dtype,
-                                        sharding=self.batch_sharding)  # fmt: skip
-
         self.check_best_metric()
-        batch = {key: abstract(value) for key, value in sample.items()}
-        votes = abstract(np.zeros(1, np.int32))
+        rows = len(next(iter(sample.values()))) * jax.process_count()
+        self.step_for(
+            {key: ((rows, *value.shape[1:]), value.dtype) for key, value in sample.items()}
+        )
+
+    def step_for(self, shapes: dict) -> Any:
+        """The train step compiled for a global batch of these shapes ({key: (shape, dtype)}),
+        compiled and memory-checked the first time they appear: packed and length-bucketed
+        fine-tuning batches come in a few shapes, pretraining batches in one."""
+        signature = tuple(
+            sorted((key, tuple(shape), str(dtype)) for key, (shape, dtype) in shapes.items())
+        )
+        if signature in self.compiled_steps:
+            return self.compiled_steps[signature]
+        batch = {
+            key: jax.ShapeDtypeStruct(shape, dtype, sharding=self.batch_sharding)
+            for key, (shape, dtype) in shapes.items()
+        }
+        # One stop vote per row of a full batch, whatever the rows of this one (the loop's).
+        votes = jax.ShapeDtypeStruct(
+            (self.config.batch_size,), np.int32, sharding=self.batch_sharding
+        )
         start = time.perf_counter()
-        self.train_step = self.train_step.lower(
+        compiled = self.train_step.lower(
             self.spec.abstract, batch, votes, self.task.frozen
         ).compile()
-        memory = self.train_step.memory_analysis()
-        logging.info("Train step compiled in %.1f s.", time.perf_counter() - start)
+        memory = compiled.memory_analysis()
+        if not self.compiled_steps:
+            logging.info("Train step compiled in %.1f s.", time.perf_counter() - start)
+        self.compiled_steps[signature] = compiled
         if memory is None:
-            return
-        logging.info(
-            "XLA's memory plan per device: %s arguments, %s outputs (%s of them aliased to the "
-            "arguments), %s temporaries, %s generated code.",
-            _gb(memory.argument_size_in_bytes), _gb(memory.output_size_in_bytes),
-            _gb(memory.alias_size_in_bytes), _gb(memory.temp_size_in_bytes),
-            _gb(memory.generated_code_size_in_bytes),
-        )  # fmt: skip
+            return compiled
+        if len(self.compiled_steps) == 1:
+            logging.info(
+                "XLA's memory plan per device: %s arguments, %s outputs (%s of them aliased to "
+                "the arguments), %s temporaries, %s generated code.",
+                _gb(memory.argument_size_in_bytes), _gb(memory.output_size_in_bytes),
+                _gb(memory.alias_size_in_bytes), _gb(memory.temp_size_in_bytes),
+                _gb(memory.generated_code_size_in_bytes),
+            )  # fmt: skip
         limit, source = device_memory_limit(self.config)
         needed = memory.temp_size_in_bytes + memory.argument_size_in_bytes
         if limit is not None and needed > limit:
@@ -213,6 +239,7 @@ class _Loop:
                 "optimizer state with mesh.fsdp, or lower batch_size and raise "
                 "optimizer.grad_accum_steps to match."
             )
+        return compiled
 
     def check_best_metric(self) -> None:
         """Refuses a `best_metric` the task never logs now, not at the first evaluation: the
@@ -295,9 +322,8 @@ class _Loop:
                 )["votes"]
                 for _ in range(accum):
                     batch = sharding.put_batch(next(self.task.train), self.batch_sharding)
-                    state, step_metrics, step_vote = self.train_step(
-                        state, batch, votes, self.task.frozen
-                    )
+                    step_fn = self.step_for({k: (v.shape, v.dtype) for k, v in batch.items()})
+                    state, step_metrics, step_vote = step_fn(state, batch, votes, self.task.frozen)
                     self.window.add(step, step_metrics)
                 in_flight.append((step, step_vote))
                 # One process acts on its own vote; several act on the vote they all saw

@@ -46,6 +46,18 @@ ITEMS = ("state", "progress", "meta")
 CONFIG_FILE = "config.json"
 
 
+def remove_unstarted(workdir: str) -> None:
+    """Removes a workdir this run created and then refused to train in (a setting found bad
+    after the corpus was prepared into it): it holds no config.json and no checkpoint, so
+    nothing in it is the user's."""
+    root = epath.Path(workdir)
+    if jax.process_index() != 0 or not root.exists():
+        return
+    if (root / CONFIG_FILE).exists() or (root / CHECKPOINTS_DIR).exists():
+        return
+    root.rmtree()
+
+
 def write_config(workdir: str, config: ConfigDict) -> None:
     """The run's config as `WORKDIR/config.json`, for a person to read (process 0 only); the
     checkpoints keep their own copy, so this is never read back."""
