@@ -89,10 +89,14 @@ def startup_lines(
             "" if config.sentence_task == "none" else f" + {config.sentence_task.upper()}"
         )
         what += f" ({objective}) on {source}"
+    elif "tasks" in config:  # multi-task: each task names its own data
+        what += " (" + ", ".join(config.tasks.keys()) + ")"
     else:
         what += f" on {config.data.train}"
-        if config.init_from:
-            what += f", starting from {config.init_from}"
+    if config.get("init_from"):
+        what += f", starting from {config.init_from}"
+    if config.get("teacher"):
+        what += f", distilled from {config.teacher}"
     accum = config.optimizer.grad_accum_steps
     micro = f" in {accum} micro-batches" if accum > 1 else ""
     count = math.prod(mesh_shape.values())
