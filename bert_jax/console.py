@@ -43,6 +43,9 @@ def native_stderr_silenced() -> Iterator[None]:
 
 def _own_or_important(record: py_logging.LogRecord) -> bool:
     own = "/bert_jax/" in record.pathname
+    if record.name == "asyncio" and "never retrieved" in str(record.msg):
+        # Orbax's failed async save, collected at exit: reported already as this run's error.
+        return False
     if not own:
         # A library's error is one line here: a fault it hit (a full disk, say) reaches the
         # user as this project's one-sentence error, not as a wall of library tracebacks.

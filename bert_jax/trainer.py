@@ -215,18 +215,19 @@ class _Loop:
             self.spec.abstract, batch, votes, self.task.frozen
         ).compile()
         memory = compiled.memory_analysis()
-        if not self.compiled_steps:
-            logging.info("Train step compiled in %.1f s.", time.perf_counter() - start)
+        first = not self.compiled_steps
         self.compiled_steps[signature] = compiled
         if memory is None:
+            if first:
+                logging.info("Train step compiled in %.1f s.", time.perf_counter() - start)
             return compiled
-        if len(self.compiled_steps) == 1:
+        if first:
             logging.info(
-                "XLA's memory plan per device: %s arguments, %s outputs (%s of them aliased to "
-                "the arguments), %s temporaries, %s generated code.",
-                _gb(memory.argument_size_in_bytes), _gb(memory.output_size_in_bytes),
-                _gb(memory.alias_size_in_bytes), _gb(memory.temp_size_in_bytes),
-                _gb(memory.generated_code_size_in_bytes),
+                "Train step compiled in %.1f s; XLA's plan per device: %s arguments, %s outputs "
+                "(%s aliased to the arguments), %s temporaries.",
+                time.perf_counter() - start, _gb(memory.argument_size_in_bytes),
+                _gb(memory.output_size_in_bytes), _gb(memory.alias_size_in_bytes),
+                _gb(memory.temp_size_in_bytes),
             )  # fmt: skip
         limit, source = device_memory_limit(self.config)
         needed = memory.temp_size_in_bytes + memory.argument_size_in_bytes

@@ -258,7 +258,7 @@ def test_init_from_hf_takes_the_encoder_and_initialises_the_head(tmp_path, caplo
         make_mesh(config),
     )
     fresh = spec.init()["params"]
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):  # whatever verbosity an earlier test left
         loaded = load_matching_params(fresh, start.pretrained.params, config.init_from)
 
     flat_loaded = traverse_util.flatten_dict(jax.device_get(loaded), sep="/")

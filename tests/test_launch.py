@@ -397,7 +397,9 @@ def test_slurm_time_limit_saves_requeues_and_the_requeued_job_resumes(tmp_path):
         finally:
             job.kill()
     text = log.read_text()
-    assert re.search(r"SIGTERM received after the device finished step \d+: saving a checkpoint", text)
+    assert re.search(
+        r"SIGTERM received after the device finished step \d+: saving a checkpoint", text
+    )
     (stopped,) = os.listdir(workdir / "checkpoints")  # the checkpoint of the stop, no other
     assert 4 <= int(stopped) < 200
     srun = ["srun", "--kill-on-bad-exit=1", sys.executable, "-m", "bert_jax.main", *flags]

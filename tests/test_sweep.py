@@ -297,6 +297,9 @@ def study_trials(root) -> list:
     return optuna.load_study(study_name="sweep", storage=f"sqlite:///{root}/study.db").trials
 
 
+STEPS = 100  # per trial: the third is killed at step 8, with steps to spare for the delay
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_optuna_search_prunes_a_run_is_killed_and_continues_where_it_stopped(tmp_path):
@@ -304,7 +307,7 @@ def test_optuna_search_prunes_a_run_is_killed_and_continues_where_it_stopped(tmp
     the 1e-9 run falls behind at its first eval and is stopped; the sweep is SIGKILLed during the
     third trial, whose run then saves and stops; the rerun resumes that trial and ends it."""
     root = tmp_path / "root"
-    fixed = TINY | {"num_train_steps": 200, "eval_every_steps": 4, "log_every_steps": 2,
+    fixed = TINY | {"num_train_steps": STEPS, "eval_every_steps": 4, "log_every_steps": 2,
                     "checkpoint_every_steps": 1000, "histogram_every_steps": 1000}  # fmt: skip
     args = search_args(root, "--trials=3", "--poll_seconds=0.5")
     args += [f"--config.{key}={value}" for key, value in fixed.items()]
@@ -334,9 +337,9 @@ def test_optuna_search_prunes_a_run_is_killed_and_continues_where_it_stopped(tmp
     assert [t.params["learning_rate"] for t in before] == ["1e-2", "1e-9", "1e-2"]
     assert before[1].intermediate_values[4] > before[0].intermediate_values[4]
     stopped = max(int(s) for s in os.listdir(root / "trial=2,learning_rate=1e-2" / "checkpoints"))
-    assert 8 <= stopped < 200
+    assert 8 <= stopped < STEPS
     pruned = root / "trial=1,learning_rate=1e-9"
-    assert max(read_scalars(str(pruned))["eval/mlm_loss"]) < 200  # stopped early
+    assert max(read_scalars(str(pruned))["eval/mlm_loss"]) < STEPS  # stopped early
     assert os.listdir(pruned / "checkpoints")  # with a checkpoint, like any SIGTERM
 
     second = sweep(*args)
@@ -354,7 +357,7 @@ def test_optuna_search_prunes_a_run_is_killed_and_continues_where_it_stopped(tmp
         )  # fmt: skip
     resumed = after[2].intermediate_values
     assert before[2].intermediate_values.items() <= resumed.items()
-    assert sorted(resumed) == list(range(4, 201, 4))
+    assert sorted(resumed) == list(range(4, STEPS + 1, 4))
     # The killed and resumed trial ends exactly as the uninterrupted one of the same point.
     assert resumed == after[0].intermediate_values and after[2].value == after[0].value
     losses = read_scalars(str(root / "trial=2,learning_rate=1e-2"))["eval/mlm_loss"]

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import re
 
 import numpy as np
 import pytest
@@ -30,6 +29,9 @@ TRAIN_TAGS = {
 EVAL_TAGS = {"eval/mlm_loss", "eval/mlm_accuracy", "eval/nsp_accuracy", "eval/mlm_perplexity"}
 
 
+PEAK = 1e11  # FLOP/s: given, so that MFU can be checked against it
+
+
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("default"))
@@ -44,6 +46,7 @@ def default_run(tmp_path_factory):
         histogram_every_steps=50,
         max_checkpoints_to_keep=2,
         batch_size=16,
+        peak_flops_per_device=PEAK,
         **{
             "data.vocab_size": 1000,
             "model.hidden_size": 64,
@@ -83,20 +86,28 @@ def test_throughput_and_mfu_are_positive_and_agree_with_the_clock(default_run):
     assert all(0 < tokens_per_sec[s] < 1e8 and 0 < mfu[s] < 1 for s in steps)
     per_device = scalars["train/tokens_per_sec_per_device"]
     assert all(per_device[s] == pytest.approx(tokens_per_sec[s]) for s in steps)  # 1 device
-    # Each window's rate is its 10 steps of 16 x 128 tokens over the time between its log
+    with open(os.path.join(workdir, "config.json")) as file:
+        config = json.load(file)
+    batch, seq = config["batch_size"], config["data"]["max_seq_length"]
+    # Each window's rate is its 10 steps of batch x seq tokens over the time between its log
     # lines, which is (within the writer's delay) the time between their events.
     clock = [
-        10 * 16 * 128 / (written["train/loss"][s] - written["train/loss"][s - 10])
+        10 * batch * seq / (written["train/loss"][s] - written["train/loss"][s - 10])
         for s in steps[1:]
     ]
     ratios = sorted(tokens_per_sec[s] / rate for s, rate in zip(steps[1:], clock, strict=True))
     assert 0.67 < ratios[len(ratios) // 2] < 1.5, ratios
-    # MFU is the same rate in model FLOPs over the peak the log names.
-    flops, peak = map(float, re.search(
-        r"([\d.e+]+) model FLOPs per step, peak ([\d.e+]+) FLOP/s", result.stderr
-    ).groups())  # fmt: skip
+    # MFU is the same rate in model FLOPs (of this model, batch and masking) over the peak.
+    from bert_jax.data.sentence_pairs import max_predictions_per_seq
+    from bert_jax.flops import train_flops_per_step
+    from bert_jax.workdir import model_config_of, newest_step_dir, read_checkpoint
+
+    meta, params = read_checkpoint(newest_step_dir(workdir))
+    predictions = max_predictions_per_seq(seq, config["data"]["masked_lm_prob"])
+    flops = train_flops_per_step(model_config_of(meta, params), batch, seq, predictions, True)
     for s in steps:
-        assert mfu[s] == pytest.approx(tokens_per_sec[s] / (16 * 128) * flops / peak, rel=0.01)
+        expected = tokens_per_sec[s] / (batch * seq) * flops / PEAK
+        assert mfu[s] == pytest.approx(expected, rel=0.01)
 
 
 def test_progress_line_and_learning_rate(default_run):
@@ -150,7 +161,8 @@ def test_start_up_says_what_trains_where_and_the_config_is_a_file(default_run):
     first_progress = next(i for i, line in enumerate(lines) if " step 10/150 " in line)
     start_up = lines[:first_progress]
 
-    assert len(start_up) <= 6, start_up
+    # Preparation (3 lines: start, progress, what it made), the compiled step, the 3 lines.
+    assert len(start_up) <= 7, start_up
     assert not [line for line in lines if any(word in line for word in NOISE)]
     text = "\n".join(start_up)
     assert "pretraining (MLM + NSP) on the embedded default corpus: BERT 2 layers" in text
