@@ -56,6 +56,8 @@ def _own_or_important(record: py_logging.LogRecord) -> bool:
 def quiet_libraries() -> None:
     """Keeps the console to this project's lines: libraries speak only for warnings and errors."""
     logging.get_absl_handler().addFilter(_own_or_important)
+    # What is logged after the handlers are gone (at interpreter exit) goes here: the same rule.
+    py_logging.lastResort.addFilter(_own_or_important)
 
 
 class _Short(py_logging.Formatter):

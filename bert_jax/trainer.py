@@ -395,7 +395,11 @@ class _Loop:
             self.checkpoints.save_best(step, state, self.progress_state(), self.meta, summary)
         if step % config.checkpoint_every_steps == 0 or last or stopping or early_stop:
             # progress_state() drains the window first: a non-finite step stops before the save.
-            self.checkpoints.save(step, state, self.progress_state(), self.meta)
+            progress = self.progress_state()
+            # Every figure up to this step is on disk before its checkpoint can be: a run killed
+            # after the save resumes without a gap in its event files.
+            writer.flush()
+            self.checkpoints.save(step, state, progress, self.meta)
         return early_stop
 
 

@@ -18,6 +18,7 @@ A checkpoint that does not read is skipped for the one before it; training also 
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -240,6 +241,9 @@ class Checkpoints:
                     )
                 except Exception as error:  # noqa: BLE001
                     reason = _reason(error)
+            # Orbax leaves the failed read's futures unretrieved; collected now, asyncio's report
+            # of them meets the console's filter instead of printing a traceback at exit.
+            gc.collect()
             if _on_every_process(restored is not None):
                 self._move_aside(damaged, step)
                 return step, restored.state, restored.progress, meta

@@ -171,9 +171,10 @@ def test_sigterm_with_a_long_logging_window_stops_within_a_few_steps(corpus_file
     assert steps == [int(stopped)]
 
 
-def largest_file(directory: str) -> str:
+def data_files(directory: str) -> list[str]:
+    """The files of a checkpoint item that hold array data (OCDBT's d/ directories)."""
     files = [os.path.join(root, name) for root, _, names in os.walk(directory) for name in names]
-    return max(files, key=os.path.getsize)
+    return sorted(f for f in files if os.sep + "d" + os.sep in f and os.path.getsize(f) > 1)
 
 
 def test_damaged_newest_checkpoint_is_moved_aside_and_the_run_still_ends_exactly(
@@ -186,8 +187,11 @@ def test_damaged_newest_checkpoint_is_moved_aside_and_the_run_still_ends_exactly
     shutil.copytree(reference, workdir)
     os.remove(os.path.join(workdir, "DONE"))
     newest = os.path.join(workdir, "checkpoints", str(STEPS))
-    damaged = largest_file(os.path.join(newest, "state"))
-    os.truncate(damaged, os.path.getsize(damaged) // 2)
+    # Every data file of the state cut in half: the params are damaged whichever file holds them.
+    state_files = data_files(os.path.join(newest, "state"))
+    for path in state_files:
+        os.truncate(path, os.path.getsize(path) // 2)
+    damaged = state_files[0]
 
     # init_from of such a workdir reads the one before, without a traceback.
     capfd.readouterr()
