@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from absl import logging
 from etils import epath
 
+from bert_jax.data.shard_files import process_alive
 from bert_jax.errors import UserError
 
 RUN_LOCK = "run.lock"  # in the workdir, next to checkpoints/ (see workdir.py's layout)
@@ -55,16 +56,6 @@ def _parse(text: str) -> Holder | None:
         return Holder(**json.loads(text))
     except (ValueError, TypeError):
         return None  # empty (released) or half-written: nobody holds it
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 class RunLock:
@@ -137,11 +128,11 @@ class RunLock:
             os.close(fd)  # another host's run, renewing its lease: its filesystem may not
             self._refuse(previous)  # share file locks across hosts, so trust the heartbeat
         if previous is not None:
+            state = "alive" if process_alive(previous.pid) else "gone"
             logging.warning(
                 "Taking over %s from the run of %s, which ended without releasing it%s.",
                 self.path, previous.describe(),
-                "" if previous.host != me.host else
-                f" (process {previous.pid} is {'alive' if _alive(previous.pid) else 'gone'})",
+                "" if previous.host != me.host else f" (process {previous.pid} is {state})",
             )  # fmt: skip
         self._fd = fd
         self._write_fd(me)

@@ -65,14 +65,15 @@ def remove_temporaries(directory: str) -> None:
         if TEMPORARY_MARK not in name:
             continue
         writer_host, _, rest = name.split(TEMPORARY_MARK, 1)[1].rpartition("-")[0].rpartition("-")
-        if writer_host == host and rest.isdigit() and not _alive(int(rest)):
+        if writer_host == host and rest.isdigit() and not process_alive(int(rest)):
             try:
                 os.remove(os.path.join(directory, name))
             except FileNotFoundError:
                 pass  # another process cleaned it up first
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host has this id (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
