@@ -1,4 +1,4 @@
-"""Flag parsing shared by the commands: one-line errors instead of tracebacks."""
+"""What the commands share: flag parsing and their errors, one line each instead of tracebacks."""
 
 import sys
 
@@ -11,6 +11,12 @@ def fail(message: str) -> None:
     """Prints `error: message` and exits with status 1."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+def no_extra_arguments(argv: list[str], hint: str = "") -> None:
+    """Refuses arguments absl left over (a setting without its `--`, a stray word)."""
+    if len(argv) > 1:
+        fail(f"unexpected arguments {' '.join(argv[1:])}{hint}.")
 
 
 def parse_flags(argv: list[str]) -> list[str]:

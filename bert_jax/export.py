@@ -22,11 +22,11 @@ the vocabulary or SentencePiece model, and `task.json`.
 import json
 import os
 import shutil
-import sys
 
 from absl import app, flags
 
 from bert_jax import console
+from bert_jax.cli import fail, no_extra_arguments
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A training workdir, or a weights directory.")
@@ -110,9 +110,7 @@ def _postprocessor(info: dict):
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}.", file=sys.stderr)
-        sys.exit(1)
+    no_extra_arguments(argv)
     from bert_jax.errors import UserError
 
     with console.native_stderr_silenced():
@@ -129,8 +127,7 @@ def main(argv: list[str]) -> None:
             raise UserError("fill-mask is not exported; export --task=embeddings or a task model.")
         export_saved_model(predictor, FLAGS.output)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        fail(str(error))
     print(f"Wrote the SavedModel {FLAGS.output} ({predictor.info['kind']}).")
 
 

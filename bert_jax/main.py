@@ -4,7 +4,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bert_jax import allocator, console
-from bert_jax.cli import fail, parse_flags
+from bert_jax.cli import fail, no_extra_arguments, parse_flags
 from bert_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -19,8 +19,7 @@ flags.DEFINE_integer("process_id", None, "This process's index (with --coordinat
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
+    no_extra_arguments(argv, "; pass settings as --config.KEY=VALUE")
     from bert_jax import distributed
 
     with console.native_stderr_silenced():  # heavy imports after the flags are checked

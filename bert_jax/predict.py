@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from absl import app, flags
 
 from bert_jax import console
+from bert_jax.cli import fail, no_extra_arguments
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A training workdir, or a weights directory.")
@@ -49,9 +50,7 @@ def _numbered(source: Iterable[str]) -> Iterator[tuple[int, str]]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}.", file=sys.stderr)
-        sys.exit(1)
+    no_extra_arguments(argv)
     from bert_jax.errors import UserError
 
     with console.native_stderr_silenced():
@@ -78,8 +77,7 @@ def main(argv: list[str]) -> None:
                 target.write(json.dumps(record, ensure_ascii=False) + "\n")
                 target.flush()  # a whole line at a time: what is written is valid JSON lines
     except (UserError, OSError, UnicodeDecodeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        fail(str(error))
     finally:
         if target is not None and target is not sys.stdout:
             target.close()

@@ -10,7 +10,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bert_jax.cli import fail, parse_flags
+from bert_jax.cli import fail, no_extra_arguments, parse_flags
 from bert_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -26,8 +26,7 @@ flags.DEFINE_multi_string("beam_option", [], "A Beam pipeline option, e.g. --run
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail(f"unexpected arguments {' '.join(argv[1:])}; pass settings as --config.KEY=VALUE.")
+    no_extra_arguments(argv, "; pass settings as --config.KEY=VALUE")
     from bert_jax.data.prepare_runners import prepare_directory
 
     logging.set_verbosity(logging.INFO)

@@ -95,12 +95,12 @@ class Progress:
         self._step, self._time = first_step, time.perf_counter()
         self._start_step, self._start_time = first_step, self._time
 
-    def steps_per_sec(self, step: int) -> float:
-        """Steps per second since the previous call."""
+    def elapsed(self, step: int) -> tuple[int, float]:
+        """(steps, seconds) since the previous call."""
         now = time.perf_counter()
-        rate = (step - self._step) / max(now - self._time, 1e-9)
+        steps, seconds = step - self._step, max(now - self._time, 1e-9)
         self._step, self._time = step, now
-        return rate
+        return steps, seconds
 
     def log(self, step: int, summary: dict[str, float]) -> None:
         done = step - self._start_step

@@ -13,6 +13,7 @@ multi-process job every process votes on stopping at every step, so all stop at 
 """
 
 import collections
+import math
 import signal
 import time
 import warnings
@@ -27,6 +28,8 @@ from ml_collections import ConfigDict
 
 from bert_jax import console, flops, run_lock, sharding, train_metrics
 from bert_jax import workdir as workdir_lib
+from bert_jax.checkpoint_reads import latest_meta
+from bert_jax.checkpoints import Checkpoints, check_same_data, encode_meta
 from bert_jax.config_checks import check_best_metric, resolve_derived, validate_config
 from bert_jax.early_stopping import EarlyStopping
 from bert_jax.errors import UserError
@@ -35,7 +38,6 @@ from bert_jax.tasks.base import Task
 from bert_jax.tasks.registry import build_task
 from bert_jax.train_state import StateSpec, load_matching_params, state_spec
 from bert_jax.train_step import make_eval_step, make_loss_and_grad, make_train_step
-from bert_jax.workdir import Checkpoints, encode_meta
 
 # Stop votes, combined over processes by max: continue, stop after saving, stop without saving.
 CONTINUE, STOP, LOCK_LOST = 0, 1, 2
@@ -79,7 +81,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
 
 def _train(config: ConfigDict, workdir: str, mesh, lock) -> dict:
     task = build_task(config, workdir)
-    workdir_lib.check_same_data(workdir_lib.latest_meta(workdir), task.data_fingerprint, workdir)
+    check_same_data(latest_meta(workdir), task.data_fingerprint, workdir)
     config = resolve_derived(config, task.train.batches_per_epoch, task.main_metric)
     tx, schedule = build_optimizer(config)
     spec = state_spec(config, task.model_config, task.build_model, tx, mesh)
@@ -173,9 +175,12 @@ class _Loop:
             config.best_mode,
             config.best_metric,
         )
-        accum = config.optimizer.grad_accum_steps
-        self.tokens_per_step = config.batch_size * config.data.max_seq_length * accum
-        self.flops_per_step = accum * task.flops_per_step
+        # Throughput counts the positions the step computed (packed and length-bucketed
+        # batches have fewer than batch_size x max_seq_length), so MFU is the hardware's use.
+        self.flops_per_position = task.flops_per_step / (
+            config.batch_size * config.data.max_seq_length
+        )
+        self.positions = 0  # computed since the last log line
         self.peak_flops = flops.peak_flops_per_device(config.peak_flops_per_device)
         self.num_params = sum(x.size for x in jax.tree.leaves(spec.abstract["params"]))
         self.done_step = 0  # the newest step the host has seen the device finish
@@ -324,6 +329,7 @@ class _Loop:
                 for _ in range(accum):
                     batch = sharding.put_batch(next(self.task.train), self.batch_sharding)
                     step_fn = self.step_for({k: (v.shape, v.dtype) for k, v in batch.items()})
+                    self.positions += math.prod(batch["input_ids"].shape)
                     state, step_metrics, step_vote = step_fn(state, batch, votes, self.task.frozen)
                     self.window.add(step, step_metrics)
                 in_flight.append((step, step_vote))
@@ -353,15 +359,15 @@ class _Loop:
         return self.task.evaluate(outputs)
 
     def throughput(self, step: int) -> dict[str, float]:
-        steps_per_sec = self.progress.steps_per_sec(step)
+        steps, seconds = self.progress.elapsed(step)
         accum = self.config.optimizer.grad_accum_steps
-        tokens_per_sec = steps_per_sec * self.tokens_per_step
+        tokens_per_sec, self.positions = self.positions / seconds, 0
         devices = jax.device_count()
         return {
-            "examples_per_sec": steps_per_sec * self.config.batch_size * accum,
+            "examples_per_sec": steps / seconds * self.config.batch_size * accum,
             "tokens_per_sec": tokens_per_sec,
             "tokens_per_sec_per_device": tokens_per_sec / devices,
-            "mfu": steps_per_sec * self.flops_per_step / (devices * self.peak_flops),
+            "mfu": tokens_per_sec * self.flops_per_position / (devices * self.peak_flops),
         }
 
     def periodic_actions(

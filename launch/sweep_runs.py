@@ -131,14 +131,15 @@ def finished(workdir: str) -> bool:
     """Whether the run reached its last step, from what the run itself recorded: its newest
     checkpoint is at the num_train_steps of its own resolved config (so fine-tuning runs that
     count epochs are judged right too)."""
-    from bert_jax import workdir as workdir_lib
+    from bert_jax.checkpoint_reads import newest_step_dir, read_meta
     from bert_jax.errors import UserError
+    from bert_jax.workdir import is_workdir
 
-    if not workdir_lib.is_workdir(workdir):
+    if not is_workdir(workdir):
         return False
     try:
-        step_dir = workdir_lib.newest_step_dir(workdir)
-        config = json.loads(workdir_lib.read_meta(step_dir)["config"])
+        step_dir = newest_step_dir(workdir)
+        config = json.loads(read_meta(step_dir)["config"])
     except (UserError, OSError, ValueError, KeyError):
         return False  # no checkpoint, or a damaged newest one: the rerun decides
     return int(os.path.basename(step_dir)) >= config["num_train_steps"]

@@ -3,8 +3,10 @@
 import glob
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -35,6 +37,14 @@ TINY = {
     "data.dupe_factor": 1,
 }
 
+# The tiny encoder of the fine-tuning runs (the tiny preset's 2 layers at TINY's width).
+TINY_FINETUNE = {
+    "model.preset": "tiny",
+    "model.hidden_size": 32,
+    "model.num_heads": 2,
+    "model.intermediate_size": 64,
+    "data.max_seq_length": 32,
+}
 
 # Throughput depends on the clock; every other logged figure of a resumed run must match exactly.
 TIMING_TAGS = {
@@ -116,6 +126,23 @@ def run_main(
     )
 
 
+def free_port() -> int:
+    """A localhost port free now, for a coordinator of several local processes."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(path: str, marker: str, process: subprocess.Popen) -> None:
+    """Waits until the log file at `path` contains `marker`; fails if `process` ends first."""
+    while process.poll() is None:
+        with open(path) as f:
+            if marker in f.read():
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the process ended before logging {marker!r}")
+
+
 def write_vocab(path, words) -> str:
     """A WordPiece vocab.txt of BERT's special tokens and these words (for `data.tokenizer`)."""
     path.write_text("\n".join(SPECIALS + sorted(set(words))) + "\n")
@@ -139,7 +166,7 @@ def final_params(workdir: str) -> dict[str, np.ndarray]:
     """Flattened parameters of the newest checkpoint, as NumPy arrays (any mesh wrote it)."""
     import jax
 
-    from bert_jax.workdir import newest_step_dir, read_checkpoint
+    from bert_jax.checkpoint_reads import newest_step_dir, read_checkpoint
 
     _, params = read_checkpoint(newest_step_dir(workdir))
     flat = jax.tree_util.tree_flatten_with_path(params)[0]

@@ -17,6 +17,7 @@ import torch
 import transformers
 from flax import nnx
 
+from bert_jax.checkpoints import Checkpoints, encode_meta
 from bert_jax.convert import (
     load_hf,
     load_pretrained,
@@ -32,7 +33,6 @@ from bert_jax.data.sentencepiece import SPECIAL_TOKENS, SentencePiece
 from bert_jax.errors import UserError
 from bert_jax.model import BertForPreTraining, BertModel
 from bert_jax.model.config import from_run_config
-from bert_jax.workdir import Checkpoints, encode_meta
 from configs import pretrain as pretrain_config
 from conftest import REPO, randomised, shrink_run_model, tiny_hf_config
 

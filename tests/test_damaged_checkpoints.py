@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bert_jax.checkpoint_reads import read_newest_checkpoint
+from bert_jax.checkpoints import Checkpoints
 from bert_jax.errors import UserError
-from bert_jax.workdir import CHECKPOINTS_DIR, Checkpoints, read_newest_checkpoint
+from bert_jax.workdir import CHECKPOINTS_DIR
 
 CONFIG = json.dumps({"model": {"hidden_size": 4}, "sentence_task": "nsp", "optimizer": {}})
 

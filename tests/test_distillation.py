@@ -12,7 +12,7 @@ import pytest
 from flax import nnx, traverse_util
 from test_finetune import SST2, finetune, read_tsv, write_vocab
 
-from conftest import tiny_bert
+from conftest import TINY_FINETUNE, tiny_bert
 
 ALPHA, TEMPERATURE, HIDDEN, ATTENTION = 0.3, 2.0, 0.5, 0.25
 
@@ -189,12 +189,7 @@ def test_teacher_is_a_frozen_step_input_outside_the_state():
 # End to end on SST-2: a tiny teacher fine-tuned briefly, distilled into a 1-layer student.
 
 TRAIN_ROWS, DEV_ROWS = 512, 128
-RUN = {
-    "model.preset": "tiny",
-    "model.hidden_size": 32,
-    "model.num_heads": 2,
-    "model.intermediate_size": 64,
-    "data.max_seq_length": 32,
+RUN = TINY_FINETUNE | {
     "batch_size": 16,
     "num_train_steps": 8,
     "log_every_steps": 4,
@@ -225,9 +220,9 @@ def sst2_teacher(tmp_path_factory):
 
 @pytest.mark.slow
 def test_distilled_student_checkpoint_holds_the_student_alone(sst2_teacher, tmp_path):
+    from bert_jax.checkpoint_reads import model_config_of, newest_step_dir, read_checkpoint
     from bert_jax.inference import Predictor
     from bert_jax.model.task_models import BertForSequenceClassification
-    from bert_jax.workdir import model_config_of, newest_step_dir, read_checkpoint
 
     train, dev, teacher = sst2_teacher
     student = str(tmp_path / "student")

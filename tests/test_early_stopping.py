@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_finetune import SST2, finetune, read_tsv, write_vocab
 
-from conftest import final_params, read_scalars
+from conftest import TINY_FINETUNE, final_params, read_scalars
 
 
 def test_counts_evaluations_without_an_improvement_beyond_min_delta():
@@ -59,12 +59,7 @@ def test_stops_after_patience_keeps_best_and_a_rerun_trains_no_further(tmp_path)
     train.write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows))
     vocab = write_vocab(tmp_path / "vocab.txt", [w for s, _ in rows for w in s.split()])
     workdir = str(tmp_path / "run")
-    settings = {
-        "model.preset": "tiny",
-        "model.hidden_size": 32,
-        "model.num_heads": 2,
-        "model.intermediate_size": 64,
-        "data.max_seq_length": 32,
+    settings = TINY_FINETUNE | {
         "data.tokenizer": vocab,
         "data.train": str(train),
         "data.validation": os.path.join(SST2, "dev.tsv"),

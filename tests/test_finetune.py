@@ -303,7 +303,7 @@ def test_fine_tune_from_a_pretraining_workdir_with_its_sentencepiece_tokenizer(t
     assert sorted(accuracy) == [10]  # one epoch of 160 examples / 16, evaluated at its end
     assert 0.0 <= accuracy[10] <= 1.0
     # The fine-tuned run tokenized with, and saved, the pretraining run's SentencePiece model.
-    from bert_jax.workdir import newest_step_dir, read_meta
+    from bert_jax.checkpoint_reads import newest_step_dir, read_meta
 
     tuned, pre = read_meta(newest_step_dir(workdir)), read_meta(newest_step_dir(pretrained))
     assert "wordpiece" not in tuned and tuned["tokenizer"] == pre["tokenizer"]

@@ -80,6 +80,13 @@ def test_packed_sst2_slice_learns_and_counts_steps_in_examples(packed_run):
     # SST-2 phrases are short: each step's 32 examples filled far fewer 64-token rows.
     assert max(scalars["train/rows_per_step"].values()) <= BATCH / 2
     assert min(scalars["train/examples_per_sec"].values()) > 0
+    # Throughput counts the positions computed (the packed rows), not 32 x 64 per step.
+    for step, rows in scalars["train/rows_per_step"].items():
+        per_example = (
+            scalars["train/tokens_per_sec"][step] / scalars["train/examples_per_sec"][step]
+        )
+        assert per_example <= rows * 64 / BATCH * (1 + 1e-6) < 64 / 2
+        assert 0 < scalars["train/mfu"][step] < 1
     losses = [scalars["train/loss"][step] for step in sorted(scalars["train/loss"])]
     assert losses[-1] < losses[0] - 0.1
 

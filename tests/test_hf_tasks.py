@@ -13,6 +13,7 @@ import torch
 import transformers
 from flax import nnx
 
+from bert_jax.checkpoints import Checkpoints, encode_meta
 from bert_jax.convert import Pretrained, load_hf, load_workdir, save_hf
 from bert_jax.convert.hf import SAFETENSORS_INDEX_FILE
 from bert_jax.data.sentencepiece import SPECIAL_TOKENS
@@ -21,7 +22,6 @@ from bert_jax.errors import UserError
 from bert_jax.inference import Predictor
 from bert_jax.tasks.registry import task_module
 from bert_jax.tasks.starting_point import with_matching_head
-from bert_jax.workdir import Checkpoints, encode_meta
 from conftest import randomised, tiny_bert, tiny_hf_config
 
 TOLERANCE = 1e-5

@@ -5,14 +5,12 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, final_params, main_command, run_main
+from conftest import REPO, final_params, free_port, main_command, run_main, wait_for_line
 
 pytestmark = pytest.mark.slow
 RUN = {
@@ -22,12 +20,6 @@ RUN = {
     "checkpoint_every_steps": 10,
     "eval_every_steps": 10,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def start_pair(workdir: str, logs: list[str]) -> list[subprocess.Popen]:
@@ -44,15 +36,6 @@ def start_pair(workdir: str, logs: list[str]) -> list[subprocess.Popen]:
         )  # fmt: skip
         for i in range(2)
     ]
-
-
-def wait_for_line(path: str, marker: str, process: subprocess.Popen) -> None:
-    while process.poll() is None:
-        with open(path) as f:
-            if marker in f.read():
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"the process ended before logging {marker!r}")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_finetune import SST2, predict, read_tsv, tagged_sentences, write_conll, write_vocab
 
-from conftest import REPO, final_params, read_scalars
+from conftest import REPO, TINY_FINETUNE, final_params, read_scalars
 
 
 def _mixture(probabilities: dict[str, float], seed: int = 0):
@@ -83,12 +83,7 @@ def test_sampler_position_is_small_and_resumes_the_same_batches():
 # End to end: SST-2 (a subset) and a synthetic NER task on one tiny encoder.
 
 STEPS = 8
-RUN = {
-    "model.preset": "tiny",
-    "model.hidden_size": 32,
-    "model.num_heads": 2,
-    "model.intermediate_size": 64,
-    "data.max_seq_length": 32,
+RUN = TINY_FINETUNE | {
     "batch_size": 8,
     "num_train_steps": STEPS,
     "warmup_steps": 0,

@@ -23,7 +23,7 @@ WORDS = (
     "the a movie film was is good bad great awful plot actor ##s ##ing very not paris city".split()
 )
 VOCAB = [*SPECIAL_TOKENS, *"abcdefghijklmnopqrstuvwxyz.,!?'", *WORDS]
-POSITIONS = 160  # more than one bucket (32, 64, 128, 160)
+POSITIONS = 160  # more than one bucket, and more than the model's 128
 
 
 def write_hf(directory, model: torch.nn.Module) -> str:
@@ -89,12 +89,14 @@ def test_buckets_keep_input_order_and_the_unbucketed_results(
     monkeypatch.setattr(predictor, "_forward", counted)
     bucketed = predictor.predict_lines(lines, batch_size=8)
     bucketed_calls, calls[:] = list(calls), []
+    buckets = {*inference.BUCKETS, 128}
     monkeypatch.setattr(inference, "BUCKETS", ())
     unbucketed = predictor.predict_lines(lines, batch_size=8)
 
-    assert {shape[1] for shape in bucketed_calls} == {32, 64, 128}  # several buckets
+    used = {shape[1] for shape in bucketed_calls}
+    assert len(used) >= 3 and used <= buckets  # several buckets
     assert {shape[0] for shape in bucketed_calls} == {8}  # a fixed batch: one shape per bucket
-    assert len(bucketed_calls) <= len(lines) / 8 + 2  # at most one part-filled batch per bucket
+    assert len(bucketed_calls) <= len(lines) // 8 + len(used)  # one part-filled batch a bucket
     assert {shape[1] for shape in calls} == {128}
     for line, ours, plain in zip(lines, bucketed, unbucketed, strict=True):
         theirs = hf_probabilities(model, predictor.tokenizer, line)

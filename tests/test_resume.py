@@ -15,7 +15,15 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, TIMING_TAGS, final_params, main_command, read_scalars, run_main
+from conftest import (
+    REPO,
+    TIMING_TAGS,
+    final_params,
+    main_command,
+    read_scalars,
+    run_main,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.slow
 STEPS = 160  # long enough that the interrupted run is still busy when the signal arrives
@@ -92,15 +100,6 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(reference, corpus_file, tm
     assert "which ended without releasing it (process" in result.stderr
     assert not os.path.exists(half_written)
     assert_same_run(reference, workdir)
-
-
-def wait_for_line(path: str, marker: str, process: subprocess.Popen) -> None:
-    while process.poll() is None:
-        with open(path) as f:
-            if marker in f.read():
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"the process ended before logging {marker!r}")
 
 
 def test_two_runs_at_once_only_one_trains_it_stops_on_sigterm_and_the_rerun_matches(
@@ -180,8 +179,8 @@ def data_files(directory: str) -> list[str]:
 def test_damaged_newest_checkpoint_is_moved_aside_and_the_run_still_ends_exactly(
     reference, corpus_file, tmp_path, capfd
 ):
+    from bert_jax.checkpoint_reads import read_checkpoint
     from bert_jax.convert.load import load_weights
-    from bert_jax.workdir import read_checkpoint
 
     workdir = str(tmp_path / "damaged")
     shutil.copytree(reference, workdir)

@@ -80,11 +80,11 @@ def write_pretraining_workdir(workdir: str) -> None:
     """A pretraining checkpoint saved by this (1-device) process, as the trainer saves one."""
     from flax import nnx
 
+    from bert_jax.checkpoints import Checkpoints, encode_meta
     from bert_jax.data.corpus import default_corpus
     from bert_jax.data.sentencepiece import SentencePiece
     from bert_jax.model.config import from_run_config
     from bert_jax.model.pretraining_heads import BertForPreTraining
-    from bert_jax.workdir import Checkpoints, encode_meta
     from configs import pretrain
     from conftest import shrink_run_model
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
+from bert_jax.checkpoint_reads import newest_step_dir, read_meta
 from bert_jax.data.any_tokenizer import tokenizer_from_meta
-from bert_jax.workdir import newest_step_dir, read_meta
 from conftest import event_tags, final_params, read_scalars, run_main
 
 pytestmark = pytest.mark.slow
@@ -98,9 +98,9 @@ def test_throughput_and_mfu_are_positive_and_agree_with_the_clock(default_run):
     ratios = sorted(tokens_per_sec[s] / rate for s, rate in zip(steps[1:], clock, strict=True))
     assert 0.67 < ratios[len(ratios) // 2] < 1.5, ratios
     # MFU is the same rate in model FLOPs (of this model, batch and masking) over the peak.
+    from bert_jax.checkpoint_reads import model_config_of, newest_step_dir, read_checkpoint
     from bert_jax.data.sentence_pairs import max_predictions_per_seq
     from bert_jax.flops import train_flops_per_step
-    from bert_jax.workdir import model_config_of, newest_step_dir, read_checkpoint
 
     meta, params = read_checkpoint(newest_step_dir(workdir))
     predictions = max_predictions_per_seq(seq, config["data"]["masked_lm_prob"])

@@ -9,10 +9,9 @@ Hugging Face directory of the model's class (BertForPreTraining, BertForSequence
 BertForTokenClassification or BertForQuestionAnswering).
 """
 
-import sys
-
 from absl import app, flags, logging
 
+from bert_jax.cli import fail, no_extra_arguments
 from bert_jax.convert.hf import load_hf, save_hf
 from bert_jax.convert.load import load_workdir
 from bert_jax.convert.pretrained import (
@@ -84,14 +83,11 @@ def convert(source: str | None, target: str | None, src: str, dst: str) -> Pretr
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}.", file=sys.stderr)
-        sys.exit(1)
+    no_extra_arguments(argv)
     try:
         pretrained = convert(FLAGS["from"].value, FLAGS.to, FLAGS.src, FLAGS.dst)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        fail(str(error))
     logging.info("Wrote %s (%s): %s.", FLAGS.dst, pretrained.kind, pretrained.config)
     if pretrained.absent:
         logging.warning(

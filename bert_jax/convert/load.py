@@ -4,12 +4,13 @@
 import json
 import os
 
+from bert_jax.checkpoint_reads import model_config_of, read_newest_checkpoint
 from bert_jax.convert.hf import load_hf
 from bert_jax.convert.pretrained import Pretrained, is_pretrained_dir, load_pretrained
 from bert_jax.convert.tf import load_tf
 from bert_jax.data.any_tokenizer import tokenizer_from_meta
 from bert_jax.errors import UserError
-from bert_jax.workdir import CHECKPOINTS_DIR, is_workdir, model_config_of, read_newest_checkpoint
+from bert_jax.workdir import CHECKPOINTS_DIR, is_workdir
 
 
 def load_workdir(directory: str, which: str = CHECKPOINTS_DIR) -> Pretrained:

@@ -17,13 +17,13 @@ import os
 
 from flax import traverse_util
 
+from bert_jax.checkpoint_reads import has_params, load_params, save_params
 from bert_jax.convert.config_json import read_json
 from bert_jax.convert.names import HEAD_GROUPS, NAMES, PRETRAINING_GROUPS
 from bert_jax.convert.tensors import absent_groups
 from bert_jax.convert.tokenizer_files import AnyTokenizer, read_tokenizer, write_tokenizer
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
-from bert_jax.workdir import has_params, load_params, save_params
 
 CONFIG_FILE = "bert_config.json"
 TASK_FILE = "task.json"

@@ -91,8 +91,11 @@ class ShardReader:
         self._reader: ArrayRecordReader | None = None
 
     def read(self, indices: Sequence[int]) -> list[bytes]:
-        """The records at `indices`, in that order, in one batched call."""
-        return self._open().read(list(indices))
+        """The records at `indices`, in that order. Each is read as a one-record range: the
+        reader's list form costs time in proportion to the shard's record count on every call
+        (about 1 ms for a 330,000-record shard, against 7 us for a range)."""
+        reader = self._open()
+        return [reader.read(index, index + 1)[0] for index in indices]
 
     def num_records(self) -> int:
         return self._open().num_records()

@@ -27,7 +27,9 @@ class Task:
     eval_batches: list[dict]  # this process's rows of each eval batch
     eval_outputs: EvalFn  # jittable: (model, batch) -> arrays gathered on the host
     evaluate: Callable[[list[dict]], dict]  # host: eval outputs of every batch -> metrics
-    flops_per_step: float  # model FLOPs of one micro-batch step, for MFU
+    # Model FLOPs of a full micro-batch (batch_size rows of max_seq_length), for MFU; the loop
+    # scales them to the positions a packed or length-bucketed batch computes.
+    flops_per_step: float
     console_metric: str  # the accuracy-like train figure on the console line
     main_metric: str  # the eval metric that picks the best checkpoint unless configured
     info: dict = dataclasses.field(default_factory=dict)  # JSON; what `predict` needs

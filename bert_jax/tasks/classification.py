@@ -148,8 +148,6 @@ def build(config: ConfigDict, workdir: str, fallback_tokenizer=None) -> Task:
         eval_batches=eval_batches,
         eval_outputs=eval_outputs,
         evaluate=evaluate,
-        # The FLOPs of the unpacked step (batch_size rows of max_seq_length tokens): packed, the
-        # same examples take fewer, so MFU then reads as a speed-up, not as hardware use.
         flops_per_step=flops.train_flops_per_step(
             bert, config.batch_size, data.max_seq_length, 0, sentence_head=True
         ),

@@ -9,6 +9,7 @@ import numpy as np
 from absl import logging
 from ml_collections import ConfigDict
 
+from bert_jax.checkpoint_reads import latest_meta
 from bert_jax.convert import Pretrained
 from bert_jax.convert.config_json import read_json
 from bert_jax.convert.load import load_weights
@@ -27,7 +28,7 @@ from bert_jax.data.wordpiece import WordPiece
 from bert_jax.errors import UserError
 from bert_jax.model import BertConfig
 from bert_jax.model.config import from_run_config
-from bert_jax.workdir import is_workdir, latest_meta
+from bert_jax.workdir import is_workdir
 
 
 @dataclasses.dataclass(frozen=True)
