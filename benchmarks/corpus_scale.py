@@ -1,9 +1,11 @@
 """Corpus scale: prepare corpora of several sizes and print one JSON line per size.
 
     python benchmarks/corpus_scale.py --workdir=/tmp/scale [--sizes=5,100,1000] [--num_shards=8]
+        [--workers=1,2] [--tokenizer=MODEL]
 
-Each corpus (MB of text) repeats the default corpus's documents. Per size: the tokenizer's own
-batch-encode rate on that text, preparation MB/s per worker with 1 and with 2 local workers,
+Each corpus (MB of text) repeats the default corpus's documents; one SentencePiece model, trained
+by preparing the first size, tokenizes every size. Per size: the tokenizer's own batch-encode
+rate on that text, preparation MB/s per worker with each `--workers` count of local workers,
 the time from process start to the first train step and that process's peak RSS when training
 from the prepared directory, streamed masked sequences/s at 128 tokens (in this process, one
 Grain worker, two workers), and the records each process of a 2-process job reads.
@@ -161,36 +163,58 @@ def records_read_per_process(prepared: str, batches: int) -> list[int]:
     return [int(process.communicate()[0].split()[-1]) for process in processes]
 
 
-def measure(size_mb: float, workdir: str, shards: int | None) -> dict:
+def train_tokenizer(size_mb: float, workdir: str) -> str:
+    """The SentencePiece model every size is prepared with, trained once by a real preparation
+    of the first size (its sample of the same repeated documents is the same at any size)."""
     from bert_jax.data.prepare_runners import prepare_directory
 
     corpus = os.path.join(workdir, f"corpus-{size_mb:g}MB.txt")
-    size = build_corpus(corpus, size_mb)
+    build_corpus(corpus, size_mb)
+    output = os.path.join(workdir, "tokenizer-prepared")
+    shutil.rmtree(output, ignore_errors=True)
+    prepare_directory(config_for(corpus), output, num_shards=4)
+    return os.path.join(output, "tokenizer.model")
+
+
+def measure(
+    size_mb: float,
+    workdir: str,
+    shards: int | None,
+    tokenizer: str,
+    workers: list[int],
+    reuse: bool = False,
+) -> dict:
+    corpus = os.path.join(workdir, f"corpus-{size_mb:g}MB.txt")
+    size = (
+        os.path.getsize(corpus)
+        if reuse and os.path.exists(corpus)
+        else build_corpus(corpus, size_mb)
+    )
     shards = shards or max(4, -(-size // (64 << 20)))
-    # The tokenizer, trained once on the sample (not part of the timed preparation).
-    first = os.path.join(workdir, f"prepared-{size_mb:g}MB")
-    shutil.rmtree(first, ignore_errors=True)
-    start = time.perf_counter()
-    prepare_directory(config_for(corpus), first, num_shards=shards)
-    tokenizer = os.path.join(first, "tokenizer.model")
-    one = prepare_seconds(corpus, first + "-w1", tokenizer, 1, shards)
-    two = prepare_seconds(corpus, first + "-w2", tokenizer, 2, shards)
-    to_step, rss = first_step(first + "-w1", os.path.join(workdir, "train"))
-    reads = records_read_per_process(first + "-w1", batches=20)
-    return {
-        "corpus_mb": round(size / 1e6, 2),
-        "num_shards": shards,
-        "first_preparation_sec": round(time.perf_counter() - start, 2),
+    record = {"corpus_mb": round(size / 1e6, 2), "num_shards": shards}
+    seconds = {}
+    for count in workers:
+        output = os.path.join(workdir, f"prepared-{size_mb:g}MB-w{count}")
+        if reuse and os.path.exists(os.path.join(output, "manifest.json")):
+            continue  # prepared by an earlier run: only the training-side figures are taken
+        seconds[count] = prepare_seconds(corpus, output, tokenizer, count, shards)
+        record[f"prepare_mb_per_sec_per_worker_{count}"] = round(
+            size / 1e6 / seconds[count] / count, 3
+        )
+    if 1 in seconds and 2 in seconds:
+        record["prepare_speedup_2_vs_1"] = round(seconds[1] / seconds[2], 3)
+    prepared = output  # the last one prepared: all are byte-identical
+    to_step, rss = first_step(prepared, os.path.join(workdir, "train"))
+    return record | {
         "tokenizer_batch_encode_mb_per_sec": round(tokenizer_rate(tokenizer, corpus), 3),
-        "prepare_mb_per_sec_per_worker_1": round(size / 1e6 / one, 3),
-        "prepare_mb_per_sec_per_worker_2": round(size / 1e6 / two / 2, 3),
-        "prepare_speedup_2_vs_1": round(one / two, 3),
         "start_to_first_step_sec": round(to_step, 2),
         "train_peak_rss_bytes": rss,
-        "masked_sequences_per_sec_in_process": round(sequences_per_sec(first + "-w1", 0, 40)),
-        "masked_sequences_per_sec_1_worker": round(sequences_per_sec(first + "-w1", 1, 40)),
-        "masked_sequences_per_sec_2_workers": round(sequences_per_sec(first + "-w1", 2, 40)),
-        "records_read_per_process_2_processes_20_batches_of_64": reads,
+        "masked_sequences_per_sec_in_process": round(sequences_per_sec(prepared, 0, 40)),
+        "masked_sequences_per_sec_1_worker": round(sequences_per_sec(prepared, 1, 40)),
+        "masked_sequences_per_sec_2_workers": round(sequences_per_sec(prepared, 2, 40)),
+        "records_read_per_process_2_processes_20_batches_of_64": records_read_per_process(
+            prepared, batches=20
+        ),
     }
 
 
@@ -199,13 +223,24 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--sizes", default="5,100,1000", help="Corpus sizes in MB.")
     parser.add_argument("--num_shards", type=int, help="Default: one per 64 MiB, at least 4.")
+    parser.add_argument(
+        "--workers", default="1,2", help="Local preparation workers to time, e.g. 2 alone at 1 GB."
+    )
+    parser.add_argument("--tokenizer", help="A SentencePiece .model; default: trained once here.")
+    parser.add_argument(
+        "--reuse", action="store_true", help="Keep corpora and prepared directories already here."
+    )
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    for size in args.sizes.split(","):
-        print(json.dumps(measure(float(size), args.workdir, args.num_shards)), flush=True)
+    sizes = [float(size) for size in args.sizes.split(",")]
+    workers = [int(count) for count in args.workers.split(",")]
+    tokenizer = args.tokenizer or train_tokenizer(sizes[0], args.workdir)
+    for size in sizes:
+        record = measure(size, args.workdir, args.num_shards, tokenizer, workers, args.reuse)
+        print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import sys
 
 import finetune_inputs
 from absl import app, flags
+from case_file import write_case
 
 from bert_jax import allocator
 from bert_jax.benchmark import measure
@@ -132,8 +133,7 @@ def _run(script: str, case: dict, name: str, round_: int) -> dict:
     os.makedirs(run_dir, exist_ok=True)
     case = case | {"out_dir": os.path.join(run_dir, "out")}
     case_path = os.path.join(run_dir, "case.json")
-    with open(case_path, "w", encoding="utf-8") as file:
-        json.dump(case, file, indent=1)
+    write_case(case_path, case)
     environ = dict(os.environ) | {allocator.ENV_SWITCH: "system"}
     command = [sys.executable, os.path.join(_HERE, script), f"--case={case_path}"]
     result = subprocess.run(

@@ -16,7 +16,6 @@ import time
 
 _STARTED = time.perf_counter()
 
-import argparse
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import sys
 
 import torch
 import transformers
+from case_file import print_record, read_case
 from hf_adamw import adamw
 
 from bert_jax.data.ner import label_list, read_conll
@@ -195,11 +195,7 @@ def predict(model_dir: str, case: dict) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", required=True, help="JSON settings from finetune_compare.py")
-    args = parser.parse_args(argv)
-    with open(args.case, encoding="utf-8") as file:
-        case = json.load(file)
+    case = read_case(argv, __doc__.splitlines()[0])
     load_before = os.getloadavg()[0]
     torch.set_num_threads(case["threads"])
     torch.manual_seed(case["seed"])
@@ -247,7 +243,7 @@ def main(argv: list[str]) -> None:
         "load_average_1m_before": load_before,
         "load_average_1m_after": os.getloadavg()[0],
     }
-    print(json.dumps(record), flush=True)
+    print_record(record)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ times `python -m bert_jax.predict` as a whole command on the prediction file and
 process, `Predictor.predict_lines` after a warm-up batch (load and compile not counted).
 """
 
-import argparse
-import json
 import os
 import shutil
 import sys
 import time
 
+from case_file import print_record, read_case
 from train_rate import run, train_rate
 
 CONFIGS = {"sst2": "finetune_glue.py", "ner": "finetune_ner.py", "squad": "finetune_squad.py"}
@@ -100,11 +99,7 @@ def predict_figures(case: dict, workdir: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", required=True, help="JSON settings from finetune_compare.py")
-    args = parser.parse_args(argv)
-    with open(args.case, encoding="utf-8") as file:
-        case = json.load(file)
+    case = read_case(argv, __doc__.splitlines()[0])
     workdir = case["out_dir"]
     shutil.rmtree(workdir, ignore_errors=True)  # a fresh run each round, never a resume
     load_before = os.getloadavg()[0]
@@ -130,7 +125,7 @@ def main(argv: list[str]) -> None:
     if case.get("predict_input"):
         record |= predict_figures(case, workdir)
     record["load_average_1m_after"] = os.getloadavg()[0]
-    print(json.dumps(record), flush=True)
+    print_record(record)
 
 
 if __name__ == "__main__":
