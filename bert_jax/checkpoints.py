@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from flax import traverse_util
 
 from bert_jax import orbax_errors
 from bert_jax.data.any_tokenizer import tokenizer_to_meta
@@ -281,7 +282,8 @@ def _move_aside(path: epath.Path) -> epath.Path:
 
 def _shape_differences(saved_config: dict, config_json: str) -> list[str]:
     """Settings that shape the train state (model, sentence task, optimizer) and changed."""
-    saved, current = _flatten(saved_config), _flatten(json.loads(config_json))
+    saved = traverse_util.flatten_dict(saved_config, sep=".")
+    current = traverse_util.flatten_dict(json.loads(config_json), sep=".")
     keys = [k for k in sorted(saved) if k.startswith(("model.", "sentence_task"))]
     keys += ["optimizer.name", "optimizer.grad_accum_steps"]
     return [
@@ -289,13 +291,3 @@ def _shape_differences(saved_config: dict, config_json: str) -> list[str]:
         for key in keys
         if saved.get(key) != current.get(key)
     ]
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[prefix + key] = value
-    return flat

@@ -30,7 +30,7 @@ from bert_jax.workdir import BEST_DIR, CHECKPOINTS_DIR, is_workdir
 BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 """Sequence lengths inputs are padded to (the shortest that fits), besides the full width: each
 at most 1.5 x the one before, so a row is at most a third padding (SST-2 sentences average 17
-tokens: 35% fewer positions than buckets of 32 and 64, 1.3-1.5 x the sentences/s)."""
+tokens: 29% fewer positions than buckets of 32 and 64; benchmarks/predict_padding.py)."""
 
 CHUNK_LINES = 2048
 """Input lines predicted together by `stream`: sorted by length within, written in order."""
