@@ -253,6 +253,27 @@ def test_presets_give_the_standard_sizes():
     assert 109e6 < count < 111e6  # BERT-base's ~110M, with pooler and MLM head
 
 
+def test_run_config_initializer_range_sets_the_stddev_of_fresh_weights():
+    from bert_jax.model.config import from_run_config
+    from configs.pretrain import get_config
+
+    def stddevs(initializer_range: float) -> dict[str, float]:
+        run = get_config()
+        run.model.initializer_range = initializer_range
+        config = from_run_config(run, vocab_size=500)
+        model = BertForPreTraining(config, sentence_head=True, rngs=nnx.Rngs(0))
+        return {
+            "word": float(jnp.std(model.bert.embeddings.word.embedding.value)),
+            "position": float(jnp.std(model.bert.embeddings.position.embedding.value)),
+        }
+
+    default, wide = stddevs(0.02), stddevs(0.1)
+    for table in default:
+        # A truncated normal at 2 stddevs keeps about 88% of the stddev.
+        assert 0.85 * 0.02 < default[table] < 0.02, table
+        assert 0.85 * 0.1 < wide[table] < 0.1, table
+
+
 def test_bad_presets_and_head_counts_are_user_errors():
     with pytest.raises(UserError, match=r"model\.preset.*tiny, mini, small, medium, base, large"):
         bert_config("huge", 100)

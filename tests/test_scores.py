@@ -292,3 +292,24 @@ def test_squad_max_over_answers_and_averaging():
 def test_squad_no_questions():
     with pytest.raises(UserError):
         squad_scores({"a": "x"}, {})
+
+
+def test_pretraining_sentence_majority_is_the_commoner_labels_share():
+    import jax.numpy as jnp
+
+    from bert_jax.tasks.pretraining import pretraining_loss, summarize
+
+    outputs = {  # two masked positions over a 3-token vocabulary; four sentence pairs
+        "mlm_logits": jnp.asarray([[[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]] * 4),
+        "sentence_logits": jnp.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
+    }
+    batch = {
+        "masked_lm_ids": jnp.asarray([[0, 2]] * 4),
+        "masked_lm_weights": jnp.ones((4, 2)),
+        "next_sentence_labels": jnp.asarray([1, 1, 1, 0]),  # 1: random next
+    }
+    _, sums = pretraining_loss(outputs, batch)
+    out = summarize({k: float(v) for k, v in sums.items()}, 1, "nsp")
+    assert out["mlm_accuracy"] == 0.5  # position 0 right, position 1 wrong, in every row
+    assert out["nsp_accuracy"] == 0.5  # rows 2 and 3 right
+    assert out["nsp_majority"] == 0.75  # always "random next" scores 3 of 4

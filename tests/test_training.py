@@ -26,7 +26,13 @@ TRAIN_TAGS = {
     "train/examples_per_sec",
     "train/mfu",
 }
-EVAL_TAGS = {"eval/mlm_loss", "eval/mlm_accuracy", "eval/nsp_accuracy", "eval/mlm_perplexity"}
+EVAL_TAGS = {
+    "eval/mlm_loss",
+    "eval/mlm_accuracy",
+    "eval/nsp_accuracy",
+    "eval/nsp_majority",
+    "eval/mlm_perplexity",
+}
 
 
 PEAK = 1e11  # FLOP/s: given, so that MFU can be checked against it

@@ -91,7 +91,8 @@ def bert_config(preset: str, vocab_size: int, **overrides) -> BertConfig:
 # Keys of a run config's `model` section that override a preset (None keeps the preset's value).
 RUN_CONFIG_OVERRIDES = (
     "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings",
-    "hidden_dropout", "attention_dropout", "remat", "remat_policy", "scan_layers",
+    "hidden_dropout", "attention_dropout", "initializer_range", "remat", "remat_policy",
+    "scan_layers",
 )  # fmt: skip
 
 

@@ -43,6 +43,7 @@ def pretraining_loss(outputs: dict, batch: dict) -> tuple[jax.Array, dict[str, j
             "sentence_loss_sum": sentence_loss.sum(),
             "sentence_correct": (sentence_logits.argmax(-1) == labels).sum().astype(jnp.float32),
             "sentence_count": jnp.float32(labels.shape[0]),
+            "sentence_label_sum": labels.sum().astype(jnp.float32),
         }
     return loss, sums
 
@@ -68,6 +69,10 @@ def summarize(sums: dict[str, float], num_steps: int, sentence_task: str) -> dic
     if "sentence_count" in sums:
         out[f"{sentence_task}_loss"] = sums["sentence_loss_sum"] / sums["sentence_count"]
         out[f"{sentence_task}_accuracy"] = sums["sentence_correct"] / sums["sentence_count"]
+        # What always answering the commoner label scores: the share of random-next (NSP) or
+        # swapped (SOP) pairs is rarely one half, so accuracy means something only above this.
+        label_share = sums["sentence_label_sum"] / sums["sentence_count"]
+        out[f"{sentence_task}_majority"] = max(label_share, 1.0 - label_share)
     return out
 
 
