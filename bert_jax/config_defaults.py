@@ -43,9 +43,9 @@ def model(preset: str) -> config_dict.ConfigDict:
     m.max_position_embeddings = 512
     m.hidden_dropout = 0.1
     m.attention_dropout = 0.1
-    # Stddev of freshly initialised weights (BERT's 0.02), new task heads included; weights
-    # loaded from init_from keep their values.
-    m.initializer_range = 0.02
+    # Stddev of freshly initialised weights, new task heads included; unset: the weights' or
+    # the preset's (BERT's 0.02). Weights loaded from init_from keep their values.
+    m.initializer_range = config_dict.placeholder(float)
     m.remat = False  # recompute each layer's activations in the backward pass (saves memory)
     m.remat_policy = "full"  # with remat: "full" keeps only layer inputs, "dots" matmul outputs too
     m.scan_layers = True  # False unrolls the layers: faster steps on CPU, compile grows with depth

@@ -274,6 +274,16 @@ def test_run_config_initializer_range_sets_the_stddev_of_fresh_weights():
         assert 0.85 * 0.1 < wide[table] < 0.1, table
 
 
+def test_loaded_weights_keep_their_initializer_range_unless_the_run_sets_one():
+    from bert_jax.tasks.starting_point import with_run_settings
+    from configs.finetune_glue import get_config
+
+    run, weights = get_config(), tiny_bert(initializer_range=0.01)
+    assert with_run_settings(weights, run).initializer_range == 0.01
+    run.model.initializer_range = 0.05
+    assert with_run_settings(weights, run).initializer_range == 0.05
+
+
 def test_bad_presets_and_head_counts_are_user_errors():
     with pytest.raises(UserError, match=r"model\.preset.*tiny, mini, small, medium, base, large"):
         bert_config("huge", 100)

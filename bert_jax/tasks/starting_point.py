@@ -62,11 +62,14 @@ def starting_point(
 def with_run_settings(weights_config: BertConfig, config: ConfigDict) -> BertConfig:
     """The weights' architecture with this run's dropout, new-weight initialiser, dtype, remat
     and layer scan."""
+    initializer_range = config.model.initializer_range
+    if initializer_range is None:  # unset keeps what the weights were initialised with
+        initializer_range = weights_config.initializer_range
     return dataclasses.replace(
         weights_config,
         hidden_dropout=config.model.hidden_dropout,
         attention_dropout=config.model.attention_dropout,
-        initializer_range=config.model.initializer_range,
+        initializer_range=initializer_range,
         remat=config.model.remat,
         remat_policy=config.model.remat_policy,
         scan_layers=config.model.scan_layers,
