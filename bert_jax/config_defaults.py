@@ -46,6 +46,10 @@ def model(preset: str) -> config_dict.ConfigDict:
     # Stddev of freshly initialised weights, new task heads included; unset: the weights' or
     # the preset's (BERT's 0.02). Weights loaded from init_from keep their values.
     m.initializer_range = config_dict.placeholder(float)
+    # From scratch only: the first N layers' heads start attending to the tokens at offsets
+    # -1, +1, -2, +2, ... over a sinusoidal position table (model/local_init.py); 0 is BERT's
+    # random init. Weights loaded from init_from keep their values.
+    m.local_init_layers = 0
     m.remat = False  # recompute each layer's activations in the backward pass (saves memory)
     m.remat_policy = "full"  # with remat: "full" keeps only layer inputs, "dots" matmul outputs too
     m.scan_layers = True  # False unrolls the layers: faster steps on CPU, compile grows with depth

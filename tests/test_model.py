@@ -260,6 +260,7 @@ def test_run_config_initializer_range_sets_the_stddev_of_fresh_weights():
     def stddevs(initializer_range: float) -> dict[str, float]:
         run = get_config()
         run.model.initializer_range = initializer_range
+        run.model.local_init_layers = 0  # the random position table (test_local_init.py)
         config = from_run_config(run, vocab_size=500)
         model = BertForPreTraining(config, sentence_head=True, rngs=nnx.Rngs(0))
         return {

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from bert_jax.model import local_init
 from bert_jax.model.activations import gelu
 from bert_jax.model.attention import SelfAttention, packing_bias, padding_bias
 from bert_jax.model.config import (
@@ -155,6 +156,25 @@ class BertModel(nnx.Module):
         self.encoder = BertEncoder(config, rngs=rngs)
         hidden = config.hidden_size
         self.pooler = dense(config, hidden, hidden, "embed", None, rngs=rngs)
+        if config.local_init_layers:
+            self._start_local(config)
+
+    def _start_local(self, config: BertConfig) -> None:
+        """Overwrites the random position table and the first layers' query and key kernels
+        with local_init.py's offset heads."""
+        position = self.embeddings.position.embedding
+        position[...] = local_init.position_table(*position.shape, config.initializer_range)
+        attention = self.encoder.layers.attention
+        query, key = attention.query.kernel[...], attention.key.kernel[...]  # [L, H, n, d]
+        for layer in range(config.local_init_layers):
+            for head in range(config.num_heads):
+                index = layer * config.num_heads + head
+                q, k = local_init.offset_head_kernels(
+                    config.hidden_size, config.head_dim, local_init.head_offset(index), index
+                )
+                query = query.at[layer, :, head].set(q)
+                key = key.at[layer, :, head].set(k)
+        attention.query.kernel[...], attention.key.kernel[...] = query, key
 
     def __call__(
         self,

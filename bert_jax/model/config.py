@@ -41,6 +41,7 @@ class BertConfig:
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
+    local_init_layers: int = 0  # first layers whose heads start at fixed offsets (local_init.py)
     dtype: str = "float32"  # compute dtype of the matmuls; parameters are always float32
     remat: bool = False  # recompute each layer in the backward pass to save activation memory
     remat_policy: str = "full"  # with remat: "full" recomputes all, "dots" keeps matmul outputs
@@ -56,6 +57,11 @@ class BertConfig:
             raise UserError(
                 f"model.remat_policy={self.remat_policy!r} is not one of "
                 f"{', '.join(REMAT_POLICIES)}."
+            )
+        if not 0 <= self.local_init_layers <= self.num_layers:
+            raise UserError(
+                f"model.local_init_layers={self.local_init_layers} is outside 0.."
+                f"{self.num_layers} (the model's layers); choose one in that range."
             )
         if self.dtype not in _COMPUTE_DTYPES:
             raise UserError(
@@ -91,8 +97,8 @@ def bert_config(preset: str, vocab_size: int, **overrides) -> BertConfig:
 # Keys of a run config's `model` section that override a preset (None keeps the preset's value).
 RUN_CONFIG_OVERRIDES = (
     "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings",
-    "hidden_dropout", "attention_dropout", "initializer_range", "remat", "remat_policy",
-    "scan_layers",
+    "hidden_dropout", "attention_dropout", "initializer_range", "local_init_layers", "remat",
+    "remat_policy", "scan_layers",
 )  # fmt: skip
 
 
