@@ -22,7 +22,7 @@ from configs import pretrain
 
 
 def get_config():
-    c = pretrain.get_config()
+    c = pretrain.standard_config()
     c.model.preset = "base"
     c.dtype = "bfloat16"
     c.batch_size = 512  # per micro-batch, global: 8 devices x 64
