@@ -33,7 +33,7 @@ flags.DEFINE_integer("rounds", 1, "Runs of each framework per preset.")
 flags.DEFINE_enum(
     "allocator", "system", ["system", "jemalloc"], "Memory allocator of both processes."
 )
-flags.DEFINE_string("config", None, "Config file for both (default: configs/pretrain.py).")
+flags.DEFINE_string("config", None, "Config file for both (default: configs/pretrain.py:standard).")
 
 
 def _environment() -> dict[str, str]:

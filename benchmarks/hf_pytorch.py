@@ -25,7 +25,9 @@ from bert_jax.model.config import from_run_config
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", os.path.join(_REPO, "configs", "pretrain.py"), "Config.")
+config_flags.DEFINE_config_file(
+    "config", os.path.join(_REPO, "configs", "pretrain.py") + ":standard", "Config."
+)
 flags.DEFINE_list("preset", ["small"], "Model size presets, comma-separated: one case each.")
 flags.DEFINE_integer("seq-len", 128, "Tokens per sequence.")
 flags.DEFINE_integer("batch", 32, "Sequences per step.")

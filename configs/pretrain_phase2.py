@@ -7,8 +7,8 @@ The phase-1 workdir gives the weights and the vocabulary (its prepared corpus's 
 corpus is prepared again at 512 tokens into this workdir (or give `data.corpus=prepared:DIR`
 prepared at 512), with a fresh optimizer and schedule: BERT ran the last 10% of its updates at
 512 tokens, NVIDIA's LAMB recipe 1,563 updates of 32k sequences (configs/pretrain_lamb.py).
-Every other key is `pretrain.standard_config`'s (BERT's settings, not the quick start's), to
-override like any run.
+Every other key is `configs/pretrain.py:standard`'s (BERT's settings, not the quick start's),
+to override like any run.
 """
 
 from configs import pretrain

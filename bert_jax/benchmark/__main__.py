@@ -27,7 +27,8 @@ from bert_jax.benchmark.task_cases import TASKS
 from bert_jax.errors import UserError
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "pretrain.py")
+# BERT's settings (dropout on, scanned layers), not the quick start's.
+_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "pretrain.py") + ":standard"
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.")
