@@ -12,7 +12,7 @@ from configs.pretrain import get_config
 
 
 def config_with(**optimizer):
-    config = get_config()
+    config = get_config("standard")  # BERT's AdamW: b2 0.999
     config.num_train_steps, config.warmup_steps, config.learning_rate = 100, 10, 1.0
     config.optimizer.update(optimizer)
     return config

@@ -22,9 +22,9 @@ from bert_jax.data.prepared_records import PreparedRecords
 from bert_jax.data.sentence_pairs import create_pair_examples
 from bert_jax.data.tokenizer_choice import load_saved_tokenizer
 from bert_jax.errors import UserError
-from conftest import CONFIG, REPO, load_pretrain_config, snapshot
+from conftest import REPO, STANDARD, load_pretrain_config, snapshot
 
-PREPARE = [sys.executable, "-m", "bert_jax.prepare", f"--config={CONFIG}"]
+PREPARE = [sys.executable, "-m", "bert_jax.prepare", f"--config={STANDARD}"]
 SMALL = {"data.vocab_size": 300, "data.max_seq_length": 32, "data.dupe_factor": 1}
 
 

@@ -17,7 +17,7 @@ TRAIN_TAGS = {
     "train/loss",
     "train/mlm_loss",
     "train/mlm_accuracy",
-    "train/sop_accuracy",
+    "train/nsp_accuracy",
     "train/learning_rate",
     "train/grad_norm",
     "train/param_norm",
@@ -29,8 +29,8 @@ TRAIN_TAGS = {
 EVAL_TAGS = {
     "eval/mlm_loss",
     "eval/mlm_accuracy",
-    "eval/sop_accuracy",
-    "eval/sop_majority",
+    "eval/nsp_accuracy",
+    "eval/nsp_majority",
     "eval/mlm_perplexity",
 }
 
