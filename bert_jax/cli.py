@@ -27,7 +27,11 @@ def parse_flags(argv: list[str]) -> list[str]:
             fail("--config is required, e.g. --config=configs/pretrain.py.")
         FLAGS.config.keys()  # a config file that failed to load raises only when first read
     except flags.Error as error:
-        fail(f"{error}; see --helpfull.")
+        text = str(error).strip()
+        if "Traceback (most recent call last)" in text:  # ml_collections quotes the config's
+            reason = text.splitlines()[-1].split(": ", 1)[-1]  # the raise, not the traceback
+            fail(f"the config could not be loaded ({reason}); check --config and its overrides.")
+        fail(f"{text}; see --helpfull.")
     except (AttributeError, KeyError) as error:
         key = str(error).strip("\"'")
         fail(f"the config has no key {key!r}; check the --config.* flags against the config file.")

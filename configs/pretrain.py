@@ -21,8 +21,8 @@ def get_config(variant: str = "") -> config_dict.ConfigDict:
     if variant == "standard":
         return standard_config()
     if variant:
-        raise ValueError(f"configs/pretrain.py:{variant} is unknown; use configs/pretrain.py or "
-                         "configs/pretrain.py:standard.")  # fmt: skip
+        raise ValueError(f"no variant {variant!r}: use configs/pretrain.py or "
+                         "configs/pretrain.py:standard")  # fmt: skip
     c = standard_config()
     c.batch_size = 64
     c.num_train_steps = 750

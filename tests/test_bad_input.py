@@ -51,6 +51,13 @@ def test_bad_setting_fails_before_touching_the_workdir(tmp_path, overrides, word
     assert not workdir.exists()
 
 
+def test_unknown_config_variant_is_one_line_not_the_config_files_traceback(tmp_path):
+    result = run_main(str(tmp_path / "run"), config="configs/pretrain.py:quick")
+    assert_clean_failure(result, "could not be loaded", "no variant 'quick'", ":standard")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_empty_corpus(tmp_path):
     corpus = tmp_path / "empty.txt"
     corpus.write_text("\n\n  \n")
