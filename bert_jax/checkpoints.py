@@ -148,6 +148,7 @@ class Checkpoints:
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - Orbax and TensorStore raise many types
+            orbax_errors.quiet_abandoned_writes()
             committed = [s for s in checkpoint_steps(str(self.latest.directory)) if s != step]
             kept = (
                 f"the checkpoint of step {committed[-1]} is intact"

@@ -3,6 +3,7 @@
 import os
 import re
 import sys
+import warnings
 
 
 def reason(error: BaseException) -> str:
@@ -36,3 +37,11 @@ def quiet_late_callbacks() -> None:
 
     hook._bert_jax = True
     sys.unraisablehook = hook
+
+
+def quiet_abandoned_writes() -> None:
+    """After a failed save, Orbax leaves the writes it had not started as coroutines that are
+    never awaited; at exit Python warns about each, below the one-sentence error that says why."""
+    warnings.filterwarnings(
+        "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
+    )

@@ -263,7 +263,7 @@ def test_disk_full_during_a_save_stops_in_one_sentence_and_a_rerun_with_space_co
         r"step 120 is intact; free space or make the workdir writable, then rerun the same "
         r"command to continue\.",
         message,
-    ), message
+    ), full.stderr[-3000:]
     assert "space" in message.split("failed (")[1].lower(), message
     checkpoints = os.path.join(workdir, "checkpoints")
     assert sorted(s for s in os.listdir(checkpoints) if s.isdigit()) == ["120"]
