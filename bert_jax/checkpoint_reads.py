@@ -3,7 +3,9 @@ distillation teacher): the params alone, as NumPy arrays, whatever mesh wrote th
 that does not read is skipped for the one before it and left where it is: a reader never changes
 a workdir another run may be training in."""
 
+import contextlib
 import json
+import logging as py_logging
 import os
 
 import jax
@@ -70,6 +72,22 @@ def read_newest_checkpoint(workdir: str, which: str = CHECKPOINTS_DIR) -> tuple[
     )
 
 
+def _no_missing_step_metadata_notice(record: py_logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Metadata file does not exist")
+
+
+@contextlib.contextmanager
+def _item_read():
+    """Orbax looks for the step's metadata file inside the item directory it is asked to read
+    (`<step>/state`); the file is one level up, so its 'does not exist' warning says nothing."""
+    logger = logging.get_absl_logger()
+    logger.addFilter(_no_missing_step_metadata_notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_no_missing_step_metadata_notice)
+
+
 def _read_numpy_params(path: str, subtree: str | None) -> dict:
     """The params (of the train state at `path`, or the params tree itself) as NumPy arrays.
 
@@ -77,15 +95,17 @@ def _read_numpy_params(path: str, subtree: str | None) -> dict:
     written on any mesh reads on any number of devices."""
     orbax_errors.quiet_late_callbacks()
     checkpointer = ocp.PyTreeCheckpointer()
-    metadata = checkpointer.metadata(path).item_metadata
-    tree = metadata[subtree] if subtree else metadata
-    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    if subtree:
-        args = ocp.args.PyTreeRestore(
-            item={subtree: tree}, restore_args={subtree: as_numpy}, partial_restore=True
-        )
-        return checkpointer.restore(path, args=args)[subtree]
-    return checkpointer.restore(path, args=ocp.args.PyTreeRestore(item=tree, restore_args=as_numpy))
+    with _item_read():
+        metadata = checkpointer.metadata(path).item_metadata
+        tree = metadata[subtree] if subtree else metadata
+        as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        if subtree:
+            args = ocp.args.PyTreeRestore(
+                item={subtree: tree}, restore_args={subtree: as_numpy}, partial_restore=True
+            )
+            return checkpointer.restore(path, args=args)[subtree]
+        args = ocp.args.PyTreeRestore(item=tree, restore_args=as_numpy)
+        return checkpointer.restore(path, args=args)
 
 
 def read_checkpoint(step_dir: str) -> tuple[dict, dict]:

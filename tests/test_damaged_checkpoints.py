@@ -3,6 +3,7 @@ same step can be saved again; readers (predict, convert, init_from) fall back wi
 the workdir."""
 
 import json
+import logging
 import os
 
 import jax
@@ -101,6 +102,13 @@ def test_readers_fall_back_to_the_older_checkpoint_and_leave_the_workdir_alone(
     assert f"Checkpoint {os.path.join(root, '3')} does not read, skipped:" in caplog.text
     assert sorted(os.listdir(root)) == before
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_reading_a_sound_checkpoint_warns_of_nothing(workdir, caplog):
+    with caplog.at_level("WARNING"):
+        _, params = read_newest_checkpoint(workdir)
+    np.testing.assert_array_equal(params["w"], np.full((64, 64), 3.0))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 def test_nothing_restores_is_one_sentence_and_moves_nothing(workdir):
